@@ -1,0 +1,1 @@
+"""The ``ovformer`` command line: a thin Typer layer over ``ovformer_core``."""

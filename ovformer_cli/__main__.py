@@ -1,0 +1,3 @@
+from ovformer_cli.app import main
+
+main()

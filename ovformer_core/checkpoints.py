@@ -1,0 +1,243 @@
+"""Checkpoint loading and saving. The only module that knows the official (detectron2) key names.
+
+Official checkpoints are ``{"model": state_dict}`` files written by detectron2. Our module tree
+differs from the official one only by a handful of prefixes (``KEY_RENAMES``); inside those the
+leaf names are the same. Entries that are not network weights are handled as follows:
+
+- ``sem_seg_head.predictor.class_embed.zs_weight`` (``[512, C + 1]``): the text classifier of the
+  training vocabulary. Our network takes the text classifier as an input, so it is returned next to
+  the weights (``LoadedCheckpoint.text_classifier``) instead of being loaded into a module.
+- ``criterion.*``: loss-only buffers; ignored.
+- ``backbone.**.num_batches_tracked``: frozen-BN counters written by newer detectron2; ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ovformer_core.config import ModelConfig
+from ovformer_core.errors import CheckpointError
+from ovformer_core.io.atomic import atomic_path
+
+OFFICIAL_TEXT_CLASSIFIER_KEY = "sem_seg_head.predictor.class_embed.zs_weight"
+#: Marker and version of our own checkpoint format.
+FORMAT_KEY = "ovformer_checkpoint"
+FORMAT_VERSION = 1
+#: At most this many key names are quoted in an error line.
+MAX_KEYS_IN_MESSAGE = 4
+
+_Rename = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
+
+
+def _rule(pattern: str, replacement: str | Callable[[re.Match[str]], str]) -> _Rename:
+    return re.compile(pattern), replacement
+
+
+#: Official prefix -> our prefix, first match wins.
+KEY_RENAMES: tuple[_Rename, ...] = (
+    _rule(r"^sem_seg_head\.pixel_decoder\.transformer\.encoder\.layers\.", "pixel_decoder.encoder_layers."),
+    _rule(r"^sem_seg_head\.pixel_decoder\.transformer\.level_embed$", "pixel_decoder.level_embed"),
+    _rule(r"^sem_seg_head\.pixel_decoder\.adapter_(\d+)\.", lambda m: f"pixel_decoder.lateral_convs.{int(m[1]) - 1}."),
+    _rule(r"^sem_seg_head\.pixel_decoder\.layer_(\d+)\.", lambda m: f"pixel_decoder.output_convs.{int(m[1]) - 1}."),
+    _rule(r"^sem_seg_head\.pixel_decoder\.", "pixel_decoder."),
+    _rule(
+        r"^sem_seg_head\.predictor\.transformer_cross_attention_layers\.(\d+)\.multihead_attn\.",
+        r"decoder.layers.\1.cross_attn.attn.",
+    ),
+    _rule(r"^sem_seg_head\.predictor\.transformer_cross_attention_layers\.(\d+)\.", r"decoder.layers.\1.cross_attn."),
+    _rule(
+        r"^sem_seg_head\.predictor\.transformer_self_attention_layers\.(\d+)\.self_attn\.",
+        r"decoder.layers.\1.self_attn.attn.",
+    ),
+    _rule(r"^sem_seg_head\.predictor\.transformer_self_attention_layers\.(\d+)\.", r"decoder.layers.\1.self_attn."),
+    _rule(r"^sem_seg_head\.predictor\.transformer_ffn_layers\.(\d+)\.", r"decoder.layers.\1.ffn."),
+    _rule(r"^sem_seg_head\.predictor\.decoder_norm\.", "decoder.query_norm."),
+    _rule(r"^sem_seg_head\.predictor\.query_embed\.", "decoder.query_pos."),
+    _rule(r"^sem_seg_head\.predictor\.class_embed\.linear\.", "decoder.classifier.proj."),
+    _rule(r"^sem_seg_head\.predictor\.class_embed\.cross_attention\.multihead_attn\.", "decoder.classifier.cross_attn.attn."),
+    _rule(r"^sem_seg_head\.predictor\.class_embed\.cross_attention\.", "decoder.classifier.cross_attn."),
+    _rule(r"^sem_seg_head\.predictor\.object_embed\.", "decoder.object_head."),
+    _rule(r"^sem_seg_head\.predictor\.mask_embed\.", "decoder.mask_head."),
+    _rule(r"^sem_seg_head\.predictor\.", "decoder."),  # query_feat, level_embed, input_proj
+    _rule(r"^backbone\.", "backbone."),
+)
+
+
+def official_to_ours(name: str) -> str | None:
+    """Our state-dict name for an official one; None for entries that are not network weights."""
+    if name == OFFICIAL_TEXT_CLASSIFIER_KEY or name.startswith("criterion."):
+        return None
+    if name.startswith("backbone.") and name.endswith(".num_batches_tracked"):
+        return None
+    for pattern, replacement in KEY_RENAMES:
+        if pattern.match(name):
+            return pattern.sub(replacement, name, count=1)  # type: ignore[arg-type]
+    return None if name in ("pixel_mean", "pixel_std") else name
+
+
+@dataclass
+class LoadedCheckpoint:
+    """Weights in our layout plus what else the file carried.
+
+    Attributes:
+        state_dict: our module names -> tensors.
+        text_classifier: ``[512, C + 1]`` of the training vocabulary, if the file has one.
+        config: the model config stored in our format; None for official files.
+        class_names: names of the text classifier's classes, if stored.
+        source: "official" or "ovformer".
+    """
+
+    state_dict: dict[str, Tensor]
+    text_classifier: Tensor | None
+    config: ModelConfig | None
+    class_names: list[str] | None
+    source: str
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a downloaded .pth file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in str(err) or "Unsupported global" in str(err):
+            raise CheckpointError(
+                f"refusing to load {path}: it contains arbitrary Python objects, not only tensors ({first[:120]}); "
+                "use an official .pth or a file saved by ovformer"
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path} ({first[:120]}); the file is corrupt, re-download it") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated or not a PyTorch file: {first[:120]}); re-download it"
+        ) from None
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
+    """Read an official detectron2 ``.pth`` or an ovformer checkpoint with ``weights_only=True``."""
+    path = Path(path)
+    data = _read(path)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not an OVFormer checkpoint (a {type(data).__name__}, not a dict of weights)")
+    if data.get(FORMAT_KEY) is not None:
+        if data[FORMAT_KEY] != FORMAT_VERSION:
+            raise CheckpointError(f"{path} has ovformer format {data[FORMAT_KEY]}; this version reads {FORMAT_VERSION}")
+        try:
+            config = ModelConfig.from_dict(data["config"])
+            state = data["model"]
+        except (KeyError, TypeError) as err:
+            raise CheckpointError(f"{path} is an incomplete ovformer checkpoint (missing {err}); re-save it") from None
+        return LoadedCheckpoint(
+            state_dict=dict(state),
+            text_classifier=data.get("text_classifier"),
+            config=config,
+            class_names=data.get("class_names"),
+            source="ovformer",
+        )
+    state = data.get("model")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} is not an OVFormer checkpoint (no 'model' dict of tensors)")
+    ours: dict[str, Tensor] = {}
+    for name, value in state.items():
+        new_name = official_to_ours(name)
+        if new_name is not None:
+            ours[new_name] = value
+    return LoadedCheckpoint(
+        state_dict=ours,
+        text_classifier=state.get(OFFICIAL_TEXT_CLASSIFIER_KEY),
+        config=None,
+        class_names=None,
+        source="official",
+    )
+
+
+def _quote(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_KEYS_IN_MESSAGE])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > MAX_KEYS_IN_MESSAGE else "")
+
+
+def _backbone_kind(keys: set[str]) -> str | None:
+    if any(k.startswith("backbone.base.") for k in keys):
+        return "resnet50"
+    if any(k.startswith("backbone.patch_embed.") for k in keys):
+        return "swin"
+    return None
+
+
+def check_fits(checkpoint: LoadedCheckpoint, model: nn.Module, cfg: ModelConfig, path: str | os.PathLike[str]) -> None:
+    """Raise a one-line ``CheckpointError`` naming the offending keys if the weights do not fit."""
+    expected = model.state_dict()
+    got = checkpoint.state_dict
+    kind = _backbone_kind(set(got))
+    if kind is not None and kind != cfg.backbone.kind:
+        names = {"resnet50": "ResNet-50", "swin": "Swin"}
+        offending = sorted(k for k in got if k.startswith("backbone."))
+        raise CheckpointError(
+            f"{path} holds {names[kind]} backbone weights but the model is {names[cfg.backbone.kind]} "
+            f"(keys {_quote(offending)}); choose the matching model (e.g. --model {'swinb' if kind == 'swin' else 'r50'}-lvvis)"
+        )
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing ({_quote(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected ({_quote(unexpected)})")
+        raise CheckpointError(f"{path} does not fit the model: {'; '.join(parts)}; check --model / the config")
+    wrong = [k for k in expected if tuple(expected[k].shape) != tuple(got[k].shape)]
+    if wrong:
+        details = ", ".join(
+            f"{k} {list(got[k].shape)} vs {list(expected[k].shape)}" for k in wrong[:MAX_KEYS_IN_MESSAGE]
+        )
+        raise CheckpointError(
+            f"{path} does not fit the model: {len(wrong)} shape mismatches (checkpoint vs model: {details}); "
+            "check --model / the config"
+        )
+    classifier = checkpoint.text_classifier
+    if classifier is not None and classifier.shape != (cfg.classifier.clip_dim, cfg.num_classes + 1):
+        raise CheckpointError(
+            f"{path} was trained with {classifier.shape[-1] - 1} classes ({OFFICIAL_TEXT_CLASSIFIER_KEY} "
+            f"{list(classifier.shape)}) but the config expects {cfg.num_classes}; "
+            "use the config of that checkpoint (LV-VIS: 1196, LVIS: 1203)"
+        )
+
+
+def load_weights(model: nn.Module, cfg: ModelConfig, path: str | os.PathLike[str]) -> LoadedCheckpoint:
+    """Read ``path``, check it fits ``model`` and load it strictly. Returns what was read."""
+    checkpoint = read_checkpoint(path)
+    check_fits(checkpoint, model, cfg, path)
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    return checkpoint
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    cfg: ModelConfig,
+    text_classifier: Tensor | None = None,
+    class_names: list[str] | None = None,
+) -> None:
+    """Write our checkpoint format atomically (loadable with ``weights_only=True``)."""
+    payload: dict[str, Any] = {
+        FORMAT_KEY: FORMAT_VERSION,
+        "config": cfg.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    if text_classifier is not None:
+        payload["text_classifier"] = text_classifier.detach().cpu()
+    if class_names is not None:
+        payload["class_names"] = list(class_names)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)

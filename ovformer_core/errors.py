@@ -1,0 +1,35 @@
+"""Errors a user can cause. Each carries one line: what is wrong, and what to do about it."""
+
+from __future__ import annotations
+
+
+class OVFormerError(Exception):
+    """Base class for every user-facing error; the CLI prints ``str(err)`` and exits non-zero."""
+
+
+class CheckpointError(OVFormerError):
+    """A weight file is unreadable or does not fit the chosen configuration."""
+
+
+class WeightsNotFoundError(OVFormerError):
+    """A weight file is neither given, cached, nor downloadable."""
+
+
+class DownloadError(OVFormerError):
+    """A download failed or produced a file with the wrong checksum."""
+
+
+class VideoError(OVFormerError):
+    """A video, image or frame folder cannot be read."""
+
+
+class VocabularyError(OVFormerError):
+    """A vocabulary is empty, has duplicates, or a vocabulary file is corrupt."""
+
+
+class ResultsError(OVFormerError):
+    """A results or ground-truth file is malformed."""
+
+
+class OutputError(OVFormerError):
+    """An output location cannot be written."""
