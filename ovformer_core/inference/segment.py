@@ -1,0 +1,252 @@
+"""The streaming loop: windows of frames -> network -> query association -> per-frame RLE -> tracks.
+
+Two official inference rules share this loop:
+
+- ``semi-online`` (VideoOVFormer, the LV-VIS checkpoints): clips of ``clip_length`` frames run as
+  one video clip each; consecutive clips are associated by Hungarian matching on the query
+  embeddings (the reference is the previous clip's permuted embeddings).
+- ``per-frame`` (OVFormerVideo, the zero-shot path of the LVIS checkpoints): every frame is an
+  independent image; frames are associated against a momentum memory of embeddings; at the end
+  frames whose own score is below ``frame_score_ratio`` x the track score are blanked and the
+  track score is multiplied by a mask score.
+
+Nothing grows with the video but the RLE store (spooled to disk) and a few numbers per frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ovformer_core.config import ModelConfig
+from ovformer_core.inference.mask_store import MaskStore
+from ovformer_core.inference.postprocess import masks_to_original, pair_scores, top_k_pairs
+from ovformer_core.inference.tracker import QueryTracks
+from ovformer_core.model.ovformer import OVFormer, WindowOutput
+from ovformer_core.model.preprocess import PreprocessInfo, normalize_and_pad, resize_frames, shortest_edge_size
+
+#: Denominator guard of the official mask score.
+MASK_SCORE_EPS = 1e-6
+#: Logit written into blanked frames by the official per-frame rule (any negative value blanks).
+BLANK_LOGIT = -1.0
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How a video is run through the network.
+
+    Attributes:
+        mode: "semi-online" (video checkpoints) or "per-frame" (image checkpoints, zero-shot).
+        clip_length: frames per clip in semi-online mode (official: 5).
+        frame_batch: frames per forward pass in per-frame mode (does not change results).
+        top_k: candidates kept (official: 50 for LV-VIS, 10 YouTube-VIS, 20 OVIS).
+        score_threshold: candidates scoring below are not reported.
+        frame_score_ratio: per-frame blanking ratio of the per-frame mode (official: 0.1).
+        min_size: shortest side fed to the network; None keeps the frames' own size.
+        max_size: bound on the long side after resizing.
+        precision: "fp32", "bf16" or "fp16" (autocast; the pixel decoder always runs in fp32).
+    """
+
+    mode: Literal["semi-online", "per-frame"] = "semi-online"
+    clip_length: int = 5
+    frame_batch: int = 10
+    top_k: int = 50
+    score_threshold: float = 0.0
+    frame_score_ratio: float = 0.1
+    min_size: int | None = 360
+    max_size: int = 1333
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+
+@dataclass
+class TrackResult:
+    """One reported object.
+
+    Attributes:
+        slot: the query slot of the track.
+        label: class index into the vocabulary.
+        score: final score.
+        rles: one compressed RLE per processed frame, at the original frame size.
+    """
+
+    slot: int
+    label: int
+    score: float
+    rles: list[dict]
+
+
+class _FrameStats:
+    """Per-frame numbers the per-frame rule needs at the end, spooled like the masks."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
+        self._frames = 0
+        self._row: tuple[int, int] | None = None
+        self.positive_sums: list[np.ndarray] = []
+        self.positive_counts: list[np.ndarray] = []
+
+    def append(self, class_logits: Tensor, object_logits: Tensor, mask_logits: Tensor) -> None:
+        scores = pair_scores(class_logits, object_logits).float().cpu().numpy()  # [Q, C]
+        self._row = scores.shape
+        self._file.write(np.ascontiguousarray(scores, dtype=np.float32).tobytes())
+        positive = mask_logits > 0  # [Q, h, w]
+        self.positive_sums.append((mask_logits.sigmoid() * positive).flatten(1).sum(1).double().cpu().numpy())
+        self.positive_counts.append(positive.flatten(1).sum(1).double().cpu().numpy())
+        self._frames += 1
+
+    def pair_scores_over_frames(self, slots: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Per-frame scores of the selected (slot, label) pairs: ``[K, F]``."""
+        assert self._row is not None
+        self._file.seek(0)
+        data = np.frombuffer(self._file.read(), dtype=np.float32).reshape(self._frames, *self._row)
+        return data[:, slots, labels].T.copy()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class StreamingSegmenter:
+    """Feed windows in order with ``add_window``; ``finish`` returns the tracks.
+
+    Args:
+        model: an ``OVFormer`` in eval mode on its device.
+        cfg: its config (pixel mean/std, size divisibility).
+        text_classifier: ``[512, C + 1]``.
+        options: inference options.
+    """
+
+    def __init__(self, model: OVFormer, cfg: ModelConfig, text_classifier: Tensor, options: SegmentOptions) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.options = options
+        self.device = model.device
+        self.text_classifier = text_classifier.to(self.device, torch.float32)
+        self.tracks = QueryTracks(reference_update="last" if options.mode == "semi-online" else "momentum")
+        self.store: MaskStore | None = None
+        self.stats = _FrameStats() if options.mode == "per-frame" else None
+        self.info: PreprocessInfo | None = None
+        self.raw_outputs: list[WindowOutput] = []
+        self.keep_raw_outputs = False
+
+    # -- per window -------------------------------------------------------------------------
+    def add_window(self, frames: np.ndarray, clip_embeds: Tensor | np.ndarray) -> None:
+        """Process consecutive frames.
+
+        Args:
+            frames: uint8 ``[T, H, W, 3]`` RGB at the original size. In semi-online mode a window is
+                one clip: pass ``clip_length`` frames (the last window may be shorter).
+            clip_embeds: ``[T, 512]`` CLIP image embeddings of these frames.
+        """
+        clip_embeds = torch.as_tensor(clip_embeds, dtype=torch.float32)
+        if clip_embeds.shape[0] != frames.shape[0]:
+            raise ValueError(f"{frames.shape[0]} frames but {clip_embeds.shape[0]} CLIP embeddings")
+        pixels, info = self._preprocess(frames)
+        clip_embeds = clip_embeds.to(self.device)
+        if self.options.mode == "semi-online":
+            out = self._forward(pixels[None], clip_embeds[None])
+            self._add_clip(out.query_embeds[0], out.class_logits[0], out.object_logits[0], out.mask_logits[0], info)
+        else:
+            for start in range(0, pixels.shape[0], self.options.frame_batch):
+                stop = start + self.options.frame_batch
+                out = self._forward(pixels[start:stop, None], clip_embeds[start:stop, None])
+                for i in range(out.class_logits.shape[0]):
+                    self._add_clip(
+                        out.query_embeds[i], out.class_logits[i], out.object_logits[i], out.mask_logits[i], info
+                    )
+
+    def _preprocess(self, frames: np.ndarray) -> tuple[Tensor, PreprocessInfo]:
+        height, width = frames.shape[1:3]
+        size = (height, width)
+        if self.options.min_size is not None:
+            size = shortest_edge_size(height, width, self.options.min_size, self.options.max_size)
+        resized = resize_frames(frames, size)
+        pixels = normalize_and_pad(
+            torch.from_numpy(np.ascontiguousarray(resized)).to(self.device),
+            self.cfg.pixel_mean,
+            self.cfg.pixel_std,
+            self.cfg.inference.size_divisibility,
+        )
+        info = PreprocessInfo(original_size=(height, width), resized_size=size, padded_size=tuple(pixels.shape[-2:]))
+        if self.info is not None and self.info.original_size != info.original_size:
+            raise ValueError(f"frame size changed from {self.info.original_size} to {info.original_size}")
+        self.info = info
+        return pixels, info
+
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self.options.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.options.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def _forward(self, pixels: Tensor, clip_embeds: Tensor) -> WindowOutput:
+        with self._autocast():
+            out = self.model(pixels, clip_embeds, self.text_classifier)
+        if self.keep_raw_outputs:
+            self.raw_outputs.append(out)
+        return out
+
+    @torch.inference_mode()
+    def _add_clip(
+        self, query_embeds: Tensor, class_logits: Tensor, object_logits: Tensor, mask_logits: Tensor, info: PreprocessInfo
+    ) -> None:
+        """Associate one clip (``mask_logits [Q, t, h, w]``) and park its masks."""
+        query_embeds, class_logits, object_logits = query_embeds.float(), class_logits.float(), object_logits.float()
+        perm = self.tracks.update(query_embeds, class_logits, object_logits)
+        index = torch.from_numpy(perm).to(mask_logits.device)
+        mask_logits = mask_logits.float()[index]
+        if self.stats is not None:
+            self.stats.append(class_logits[index], object_logits[index], mask_logits[:, 0])
+        masks = masks_to_original(mask_logits, info).cpu().numpy()  # [Q, t, H, W]
+        if self.store is None:
+            self.store = MaskStore(masks.shape[0])
+        for t in range(masks.shape[1]):
+            self.store.append_frame(masks[:, t])
+
+    # -- end of video -------------------------------------------------------------------------
+    def finish(self) -> list[TrackResult]:
+        """Choose the top-k (track, class) pairs and assemble their per-frame RLEs."""
+        if self.store is None:
+            return []
+        class_logits, object_logits = self.tracks.mean_logits()
+        scores, labels, slots = top_k_pairs(pair_scores(class_logits, object_logits), self.options.top_k)
+        scores_np = scores.double().cpu().numpy()
+        labels_np, slots_np = labels.cpu().numpy(), slots.cpu().numpy()
+        num_frames = len(self.store)
+        keep_frame = np.ones((len(slots_np), num_frames), dtype=bool)
+        if self.stats is not None:
+            per_frame = self.stats.pair_scores_over_frames(slots_np, labels_np)  # [K, F]
+            keep_frame = ~(per_frame < (scores.float().cpu().numpy()[:, None] * self.options.frame_score_ratio))
+            sums = np.stack(self.stats.positive_sums, 1)[slots_np]  # [K, F]
+            counts = np.stack(self.stats.positive_counts, 1)[slots_np]
+            mask_scores = (sums * keep_frame).sum(1) / ((counts * keep_frame).sum(1) + MASK_SCORE_EPS)
+            scores_np = scores_np * mask_scores
+        results = []
+        for k in range(len(slots_np)):
+            if scores_np[k] < self.options.score_threshold:
+                continue
+            slot = int(slots_np[k])
+            rles = [
+                self.store.rle(f, slot) if keep_frame[k, f] else self.store.empty_rle(f) for f in range(num_frames)
+            ]
+            results.append(TrackResult(slot=slot, label=int(labels_np[k]), score=float(scores_np[k]), rles=rles))
+        return results
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        if self.stats is not None:
+            self.stats.close()
+
+
+def iter_windows(frames: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, frames[start:start+size]) over an in-memory array; handy for tests and small inputs."""
+    for start in range(0, frames.shape[0], size):
+        yield start, frames[start : start + size]

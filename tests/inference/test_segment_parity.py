@@ -1,0 +1,82 @@
+"""The streaming path returns the official final video results (video_tiny, zeroshot_video_tiny)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pycocotools import mask as mask_utils
+
+from ovformer_core.checkpoints import load_weights
+from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter, TrackResult, iter_windows
+from ovformer_core.model.build import build_model
+from tests.reference_fixtures import MASK_PIXEL_FRACTION, SCORE_ATOL, VIDEO_TINY, ZEROSHOT_TINY, tiny_config
+
+
+def run(video: bool, options: SegmentOptions, window: int) -> tuple[StreamingSegmenter, list[TrackResult]]:
+    cfg = tiny_config(video=video)
+    model = build_model(cfg).eval()
+    checkpoint = load_weights(model, cfg, VIDEO_TINY / "model.pth")
+    inputs = np.load(VIDEO_TINY / "inputs.npz")
+    segmenter = StreamingSegmenter(model, cfg, checkpoint.text_classifier, options)
+    for start, frames in iter_windows(inputs["frames"], window):
+        segmenter.add_window(frames, inputs["clip_embeddings"][start : start + len(frames)])
+    results = segmenter.finish()
+    segmenter.close()
+    return segmenter, results
+
+
+def decode(result: TrackResult) -> np.ndarray:
+    return np.stack([mask_utils.decode(rle) for rle in result.rles]).astype(bool)
+
+
+def test_semi_online_matches_official_final_result():
+    segmenter, results = run(True, SegmentOptions(mode="semi-online", top_k=50, min_size=None), window=5)
+    matching = np.load(VIDEO_TINY / "matching.npz")["perms"]
+    assert len(segmenter.tracks.permutations) == len(matching)
+    for ours, theirs in zip(segmenter.tracks.permutations, matching, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+    final = np.load(VIDEO_TINY / "final.npz")
+    mean_cls, mean_obj = segmenter.tracks.mean_logits()
+    np.testing.assert_allclose(mean_cls.numpy(), final["merged_pred_logits"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(mean_obj.numpy(), final["merged_pred_object_logits"], rtol=1e-3, atol=1e-3)
+
+    theirs = {(int(q), int(c)): i for i, (q, c) in enumerate(zip(final["topk_query"], final["pred_labels"], strict=True))}
+    ours = {(r.slot, r.label): r for r in results}
+    assert set(ours) == set(theirs) and len(results) == 50
+    differing = 0
+    for key, j in theirs.items():
+        assert abs(ours[key].score - final["pred_scores"][j]) < SCORE_ATOL
+        masks = decode(ours[key])
+        assert masks.shape == final["pred_masks"][j].shape == (12, 70, 100)
+        differing += int((masks != final["pred_masks"][j]).sum())
+    assert differing <= MASK_PIXEL_FRACTION * final["pred_masks"].size
+
+
+@pytest.mark.parametrize("window", [4, 12])
+def test_per_frame_zero_shot_matches_official_final_result(window):
+    """Window size only changes batching: results must be the same for any window."""
+    segmenter, results = run(False, SegmentOptions(mode="per-frame", top_k=10, min_size=None, frame_batch=3), window)
+    matching = np.load(ZEROSHOT_TINY / "matching.npz")["perms"]
+    assert len(segmenter.tracks.permutations) == len(matching)
+    for ours, theirs in zip(segmenter.tracks.permutations, matching, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+    final = np.load(ZEROSHOT_TINY / "final.npz")
+    order = np.argsort(-final["scores"], kind="stable")
+    results = sorted(results, key=lambda r: -r.score)
+    assert len(results) == 10
+    differing = 0
+    for result, j in zip(results, order, strict=True):
+        assert result.label == final["pred_classes"][j]
+        assert abs(result.score - final["scores"][j]) < SCORE_ATOL
+        differing += int((decode(result) != final["masks"][j]).sum())
+    assert differing <= MASK_PIXEL_FRACTION * final["masks"].size
+
+
+def test_reporting_threshold_drops_low_scores():
+    _, results = run(True, SegmentOptions(mode="semi-online", top_k=50, min_size=None, score_threshold=0.6), window=5)
+    final = np.load(VIDEO_TINY / "final.npz")
+    assert len(results) == int((final["pred_scores"] >= 0.6).sum())
+    assert all(r.score >= 0.6 for r in results)

@@ -1,0 +1,40 @@
+"""Paths and configs of the reference fixtures produced by the official code (tests/fixtures/reference)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ovformer_core.config import (
+    BackboneConfig,
+    DecoderConfig,
+    InferenceConfig,
+    ModelConfig,
+    PixelDecoderConfig,
+    SwinConfig,
+)
+
+REFERENCE = Path(__file__).parent / "fixtures" / "reference"
+VIDEO_TINY = REFERENCE / "video_tiny"
+IMAGE_TINY = REFERENCE / "image_tiny"
+ZEROSHOT_TINY = REFERENCE / "zeroshot_video_tiny"
+KEYS = REFERENCE / "keys"
+
+#: Tolerances recommended by the fixtures' documentation.
+FLOAT_RTOL = 1e-3
+FLOAT_ATOL = 1e-3
+SCORE_ATOL = 1e-4
+MASK_PIXEL_FRACTION = 1e-4
+
+
+def tiny_config(video: bool = True) -> ModelConfig:
+    """The tiny Swin config of video_tiny/config.json (image_tiny uses the same weights, T = 1)."""
+    return ModelConfig(
+        backbone=BackboneConfig(
+            kind="swin",
+            swin=SwinConfig(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=7),
+        ),
+        pixel_decoder=PixelDecoderConfig(conv_dim=64, mask_dim=64, num_encoder_layers=2),
+        decoder=DecoderConfig(num_layers=3, num_queries=20, ffn_dim=512, temporal_position=video),
+        inference=InferenceConfig(min_size_test=480),
+        num_classes=12,
+    )
