@@ -64,7 +64,10 @@ KEY_RENAMES: tuple[_Rename, ...] = (
     _rule(r"^sem_seg_head\.predictor\.decoder_norm\.", "decoder.query_norm."),
     _rule(r"^sem_seg_head\.predictor\.query_embed\.", "decoder.query_pos."),
     _rule(r"^sem_seg_head\.predictor\.class_embed\.linear\.", "decoder.classifier.proj."),
-    _rule(r"^sem_seg_head\.predictor\.class_embed\.cross_attention\.multihead_attn\.", "decoder.classifier.cross_attn.attn."),
+    _rule(
+        r"^sem_seg_head\.predictor\.class_embed\.cross_attention\.multihead_attn\.",
+        "decoder.classifier.cross_attn.attn.",
+    ),
     _rule(r"^sem_seg_head\.predictor\.class_embed\.cross_attention\.", "decoder.classifier.cross_attn."),
     _rule(r"^sem_seg_head\.predictor\.object_embed\.", "decoder.object_head."),
     _rule(r"^sem_seg_head\.predictor\.mask_embed\.", "decoder.mask_head."),
@@ -116,7 +119,9 @@ def _read(path: Path) -> Any:
                 f"refusing to load {path}: it contains arbitrary Python objects, not only tensors ({first[:120]}); "
                 "use an official .pth or a file saved by ovformer"
             ) from None
-        raise CheckpointError(f"cannot read checkpoint {path} ({first[:120]}); the file is corrupt, re-download it") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({first[:120]}); the file is corrupt, re-download it"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
@@ -183,9 +188,10 @@ def check_fits(checkpoint: LoadedCheckpoint, model: nn.Module, cfg: ModelConfig,
     if kind is not None and kind != cfg.backbone.kind:
         names = {"resnet50": "ResNet-50", "swin": "Swin"}
         offending = sorted(k for k in got if k.startswith("backbone."))
+        suggestion = "swinb-lvvis" if kind == "swin" else "r50-lvvis"
         raise CheckpointError(
             f"{path} holds {names[kind]} backbone weights but the model is {names[cfg.backbone.kind]} "
-            f"(keys {_quote(offending)}); choose the matching model (e.g. --model {'swinb' if kind == 'swin' else 'r50'}-lvvis)"
+            f"(keys {_quote(offending)}); choose the matching model (e.g. --model {suggestion})"
         )
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))

@@ -123,9 +123,7 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise OVFormerError(
-            f"unknown {cls.__name__} keys: {', '.join(unknown)}; valid keys: {', '.join(fields)}"
-        )
+        raise OVFormerError(f"unknown {cls.__name__} keys: {', '.join(unknown)}; valid keys: {', '.join(fields)}")
     kwargs: dict[str, Any] = {}
     defaults = cls()  # type: ignore[call-arg]
     for name, value in data.items():

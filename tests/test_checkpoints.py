@@ -60,7 +60,9 @@ def test_full_config_has_exactly_the_official_keys_and_shapes(name):
         assert str(tensor.dtype).removeprefix("torch.") == dtype, key
     # only documented non-weight entries are dropped
     for key in dropped:
-        assert key == OFFICIAL_TEXT_CLASSIFIER_KEY or key.startswith("criterion.") or key.endswith("num_batches_tracked")
+        assert (
+            key == OFFICIAL_TEXT_CLASSIFIER_KEY or key.startswith("criterion.") or key.endswith("num_batches_tracked")
+        )
     assert official[OFFICIAL_TEXT_CLASSIFIER_KEY][0] == [512, cfg.num_classes + 1]
 
 
@@ -113,7 +115,9 @@ def test_wrong_class_count_names_the_classifier_key():
 
 def test_shape_mismatch_lists_the_keys(tmp_path: Path):
     cfg = tiny_config()
-    bigger = ModelConfig(**{**cfg.__dict__, "decoder": type(cfg.decoder)(**{**cfg.decoder.__dict__, "num_queries": 30})})
+    bigger = ModelConfig(
+        **{**cfg.__dict__, "decoder": type(cfg.decoder)(**{**cfg.decoder.__dict__, "num_queries": 30})}
+    )
     with pytest.raises(CheckpointError) as err:
         load_weights(build_model(bigger), bigger, VIDEO_TINY / "model.pth")
     message = one_line(err)

@@ -10,25 +10,11 @@ from __future__ import annotations
 import tempfile
 
 import numpy as np
-from pycocotools import mask as mask_utils
+
+from ovformer_core.io.rle import encode_rle, encode_rles
 
 #: Bytes kept in memory before the store spills to a temporary file.
 SPOOL_BYTES = 32 * 1024 * 1024
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """bool ``[H, W]`` -> compressed COCO RLE with ``counts`` as an ASCII string."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
-def encode_rles(masks: np.ndarray) -> list[dict]:
-    """bool ``[N, H, W]`` -> N compressed RLEs (one pycocotools call)."""
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    for rle in rles:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return rles
 
 
 class MaskStore:

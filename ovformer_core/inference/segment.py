@@ -195,7 +195,12 @@ class StreamingSegmenter:
 
     @torch.inference_mode()
     def _add_clip(
-        self, query_embeds: Tensor, class_logits: Tensor, object_logits: Tensor, mask_logits: Tensor, info: PreprocessInfo
+        self,
+        query_embeds: Tensor,
+        class_logits: Tensor,
+        object_logits: Tensor,
+        mask_logits: Tensor,
+        info: PreprocessInfo,
     ) -> None:
         """Associate one clip (``mask_logits [Q, t, h, w]``) and park its masks."""
         query_embeds, class_logits, object_logits = query_embeds.float(), class_logits.float(), object_logits.float()
@@ -233,9 +238,7 @@ class StreamingSegmenter:
             if scores_np[k] < self.options.score_threshold:
                 continue
             slot = int(slots_np[k])
-            rles = [
-                self.store.rle(f, slot) if keep_frame[k, f] else self.store.empty_rle(f) for f in range(num_frames)
-            ]
+            rles = [self.store.rle(f, slot) if keep_frame[k, f] else self.store.empty_rle(f) for f in range(num_frames)]
             results.append(TrackResult(slot=slot, label=int(labels_np[k]), score=float(scores_np[k]), rles=rles))
         return results
 

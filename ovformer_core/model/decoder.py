@@ -130,9 +130,7 @@ class MaskedDecoder(nn.Module):
                 queries, mask_features, clip_embeds, text_classifier, sizes[(i + 1) % len(memories)]
             )
             outputs.append(heads)
-        return DecoderOutput(
-            final=outputs[-1], aux=outputs[:-1], query_embeds=self.query_norm(queries).transpose(0, 1)
-        )
+        return DecoderOutput(final=outputs[-1], aux=outputs[:-1], query_embeds=self.query_norm(queries).transpose(0, 1))
 
     def _heads(
         self,

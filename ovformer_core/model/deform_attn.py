@@ -84,8 +84,6 @@ class MSDeformAttn(nn.Module):
         weights = self.attention_weights(queries).view(n, num_queries, self.num_heads, -1)
         weights = weights.softmax(-1).view(shape)
         # offsets are in pixels of each level: divide by (W_l, H_l)
-        normaliser = torch.tensor(
-            [[w, h] for h, w in spatial_shapes], dtype=queries.dtype, device=queries.device
-        )
+        normaliser = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=queries.dtype, device=queries.device)
         locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
         return self.output_proj(ms_deform_attn_sample(value, spatial_shapes, locations, weights))

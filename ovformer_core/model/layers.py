@@ -141,9 +141,7 @@ class Conv2dNorm(nn.Conv2d):
         norm: nn.Module | None = None,
         relu: bool = False,
     ) -> None:
-        super().__init__(
-            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=norm is None
-        )
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=norm is None)
         self.norm = norm
         self.relu = relu
 

@@ -91,12 +91,10 @@ class PixelDecoder(nn.Module):
         )
         # stored high resolution first (official adapter_1 / layer_1 is the stride-4 level)
         self.lateral_convs = nn.ModuleList(
-            Conv2dNorm(in_channels[k], dim, 1, norm=nn.GroupNorm(cfg.num_groups, dim))
-            for k in self.fpn_names[::-1]
+            Conv2dNorm(in_channels[k], dim, 1, norm=nn.GroupNorm(cfg.num_groups, dim)) for k in self.fpn_names[::-1]
         )
         self.output_convs = nn.ModuleList(
-            Conv2dNorm(dim, dim, 3, norm=nn.GroupNorm(cfg.num_groups, dim), relu=True)
-            for _ in self.fpn_names[::-1]
+            Conv2dNorm(dim, dim, 3, norm=nn.GroupNorm(cfg.num_groups, dim), relu=True) for _ in self.fpn_names[::-1]
         )
         self.mask_features = nn.Conv2d(dim, cfg.mask_dim, 1)
         self.num_outputs = levels

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from pycocotools import mask as mask_utils
 
 from ovformer_core.checkpoints import load_weights
@@ -42,7 +41,9 @@ def test_semi_online_matches_official_final_result():
     np.testing.assert_allclose(mean_cls.numpy(), final["merged_pred_logits"], rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(mean_obj.numpy(), final["merged_pred_object_logits"], rtol=1e-3, atol=1e-3)
 
-    theirs = {(int(q), int(c)): i for i, (q, c) in enumerate(zip(final["topk_query"], final["pred_labels"], strict=True))}
+    theirs = {
+        (int(q), int(c)): i for i, (q, c) in enumerate(zip(final["topk_query"], final["pred_labels"], strict=True))
+    }
     ours = {(r.slot, r.label): r for r in results}
     assert set(ours) == set(theirs) and len(results) == 50
     differing = 0

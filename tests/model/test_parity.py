@@ -99,7 +99,9 @@ def test_image_model_matches_official_raw_and_final(image_model):
         out.class_logits[0], out.object_logits[0], out.mask_logits[0, :, 0], info, top_k=100
     )
     ours = {(int(q), int(c)): i for i, (q, c) in enumerate(zip(slots, labels, strict=True))}
-    theirs = {(int(q), int(c)): i for i, (q, c) in enumerate(zip(final["topk_query"], final["pred_classes"], strict=True))}
+    theirs = {
+        (int(q), int(c)): i for i, (q, c) in enumerate(zip(final["topk_query"], final["pred_classes"], strict=True))
+    }
     assert set(ours) == set(theirs)
     differing = 0
     for key, j in theirs.items():

@@ -1,0 +1,418 @@
+"""CLIP (open_clip) frame and text encoders, and the loader for their weights.
+
+OVFormer's classifier attends to one CLIP ViT-B/32 image embedding per frame (``encode_image``
+output, NOT normalised) and scores queries against CLIP text embeddings. The official embeddings
+were computed by OpenAI's ``clip`` package: PIL image -> Resize(224, bicubic) of the shortest side
+-> CenterCrop(224) -> [0, 1] -> Normalize(CLIP mean/std) -> ``encode_image``. ``ClipFrameEncoder``
+reproduces that preprocessing with PIL itself (not a tensor resize), so its embeddings equal
+open_clip's/OpenAI's ``preprocess`` + ``encode_image`` on the same pixels.
+
+Weights: the OpenAI TorchScript archive ``ViT-B-32.pt`` or a state dict in the same layout
+(open_clip's ``CLIP`` uses OpenAI's names) as safetensors or a ``torch.save`` file. The architecture
+is read off the tensor shapes, so any OpenAI-layout ViT CLIP loads (tests use a tiny one).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
+from torch import Tensor, nn
+
+from ovformer_core.errors import CheckpointError
+from ovformer_core.weights import WeightFile, fingerprint
+
+#: OpenAI CLIP image normalisation (clip/clip.py ``_transform``; open_clip OPENAI_DATASET_MEAN/STD).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: The OpenAI ViT-B/32 release; the URL's folder is the file's sha256 (open_clip/pretrained.py).
+OPENAI_VIT_B_32 = WeightFile(
+    name="OpenAI CLIP ViT-B/32",
+    filename="ViT-B-32.pt",
+    url="https://openaipublic.azureedge.net/clip/models/"
+    "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+    sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+)
+
+#: State-dict entries of OpenAI archives that are settings, not weights (clip/model.py build_model).
+_OPENAI_NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
+#: OpenAI's head size: heads = width // 64 in both towers (clip/model.py build_model).
+_HEAD_WIDTH = 64
+
+
+@dataclass(frozen=True)
+class ClipArchitecture:
+    """Shape of an OpenAI-style ViT CLIP. Defaults: ViT-B/32 (open_clip model_configs/ViT-B-32.json)."""
+
+    embed_dim: int = 512
+    image_size: int = 224
+    patch_size: int = 32
+    vision_width: int = 768
+    vision_layers: int = 12
+    context_length: int = 77
+    vocab_size: int = 49408
+    text_width: int = 512
+    text_layers: int = 12
+    quick_gelu: bool = True  # OpenAI's models were trained with QuickGELU; LAION ViT-B-32 uses GELU
+
+
+@dataclass(frozen=True)
+class ClipFrameEncoderConfig:
+    """Frame preprocessing and batching. Defaults: OpenAI CLIP's ``preprocess`` for ViT-B/32."""
+
+    image_size: int = 224  # Resize(224) shortest side + CenterCrop(224)
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    batch_size: int = 32  # frames per encode_image call; memory vs. speed only
+
+
+def build_clip(arch: ClipArchitecture) -> CLIP:
+    """A randomly initialised open_clip ``CLIP`` of the given shape, float32, eval mode."""
+    vision = CLIPVisionCfg(
+        layers=arch.vision_layers,
+        width=arch.vision_width,
+        head_width=_HEAD_WIDTH,
+        patch_size=arch.patch_size,
+        image_size=arch.image_size,
+    )
+    text = CLIPTextCfg(
+        context_length=arch.context_length,
+        vocab_size=arch.vocab_size,
+        width=arch.text_width,
+        heads=max(1, arch.text_width // _HEAD_WIDTH),
+        layers=arch.text_layers,
+    )
+    return CLIP(arch.embed_dim, vision_cfg=vision, text_cfg=text, quick_gelu=arch.quick_gelu).eval()
+
+
+def infer_clip_architecture(state_dict: dict[str, Tensor], quick_gelu: bool = True) -> ClipArchitecture:
+    """Read a ViT CLIP's shape from its OpenAI-layout state dict.
+
+    Raises:
+        CheckpointError: the state dict is not an OpenAI-layout ViT CLIP (lists missing keys).
+    """
+    needed = [
+        "visual.conv1.weight",
+        "visual.positional_embedding",
+        "text_projection",
+        "positional_embedding",
+        "token_embedding.weight",
+        "ln_final.weight",
+    ]
+    missing = [key for key in needed if key not in state_dict]
+    if missing:
+        raise CheckpointError(
+            f"not a CLIP ViT state dict (missing {', '.join(missing[:4])}); pass OpenAI's ViT-B-32.pt "
+            "or an open_clip ViT-B-32 state dict"
+        )
+
+    def count_blocks(prefix: str) -> int:
+        return len({key[len(prefix) :].split(".")[0] for key in state_dict if key.startswith(prefix)})
+
+    conv = state_dict["visual.conv1.weight"]  # [width, 3, patch, patch]
+    grid = round((state_dict["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    return ClipArchitecture(
+        embed_dim=state_dict["text_projection"].shape[1],
+        image_size=conv.shape[-1] * grid,
+        patch_size=conv.shape[-1],
+        vision_width=conv.shape[0],
+        vision_layers=count_blocks("visual.transformer.resblocks."),
+        context_length=state_dict["positional_embedding"].shape[0],
+        vocab_size=state_dict["token_embedding.weight"].shape[0],
+        text_width=state_dict["ln_final.weight"].shape[0],
+        text_layers=count_blocks("transformer.resblocks."),
+        quick_gelu=quick_gelu,
+    )
+
+
+def read_clip_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """Read CLIP weights from an OpenAI TorchScript archive, safetensors, or a ``torch.save`` file.
+
+    TorchScript archives are opened with ``torch.jit.load`` (as OpenAI and open_clip do); only their
+    tensors are kept. Other files load with ``weights_only=True``. An open_clip training checkpoint
+    (``{"state_dict": {"module.…": …}}``) is unwrapped.
+
+    Returns:
+        OpenAI-layout names -> float32 tensors (OpenAI archives store float16).
+
+    Raises:
+        CheckpointError: missing, corrupt, or not a dict of tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"CLIP weights {path} do not exist; pass the path of ViT-B-32.pt")
+    try:
+        if _is_torchscript(path):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the format
+                state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        elif path.suffix == ".safetensors":
+            state = load_safetensors(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, SafetensorError, EOFError, OSError, ValueError) as err:
+        text = str(err).strip()
+        first = text.splitlines()[0][:120] if text else type(err).__name__
+        raise CheckpointError(f"cannot read CLIP weights {path} ({first}); re-download ViT-B-32.pt") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} is not a CLIP checkpoint (not a dict of tensors)")
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    return {
+        key: value.float() if value.is_floating_point() else value
+        for key, value in state.items()
+        if key not in _OPENAI_NON_WEIGHTS
+    }
+
+
+def load_clip(path: str | os.PathLike[str], quick_gelu: bool = True) -> CLIP:
+    """Build an open_clip ``CLIP`` of the file's shape and load its weights (float32, eval, CPU).
+
+    Raises:
+        CheckpointError: unreadable file, or keys that do not fit (listed).
+    """
+    state = read_clip_state_dict(path)
+    model = build_clip(infer_clip_architecture(state, quick_gelu=quick_gelu))
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        parts = []
+        if result.missing_keys:
+            parts.append(f"missing {', '.join(result.missing_keys[:4])}")
+        if result.unexpected_keys:
+            parts.append(f"unexpected {', '.join(result.unexpected_keys[:4])}")
+        raise CheckpointError(f"CLIP weights {path} do not fit a ViT CLIP ({'; '.join(parts)})")
+    return model.eval()
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        # TorchScript archives carry compiled code and constants next to data.pkl; torch.save files don't.
+        return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def clip_preprocess(frame: np.ndarray, cfg: ClipFrameEncoderConfig) -> Tensor:
+    """One RGB frame -> CLIP input, exactly as OpenAI's PIL ``preprocess``.
+
+    The shortest side is resized to ``image_size`` with PIL bicubic (the long side truncated to an
+    int, as torchvision's ``Resize`` does), the centre ``image_size`` square is cropped (offsets
+    rounded as torchvision's ``CenterCrop``), pixels are divided by 255 and normalised.
+
+    Args:
+        frame: ``[H, W, 3]`` uint8 RGB.
+        cfg: sizes and normalisation.
+
+    Returns:
+        ``[3, S, S]`` float32 with S = ``cfg.image_size``.
+    """
+    height, width = frame.shape[:2]
+    size = cfg.image_size
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    short, long = (height, width) if height <= width else (width, height)
+    new_long = int(size * long / short)
+    new_h, new_w = (size, new_long) if height <= width else (new_long, size)
+    if (new_h, new_w) != (height, width):
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    top = int(round((new_h - size) / 2.0))
+    left = int(round((new_w - size) / 2.0))
+    image = image.crop((left, top, left + size, top + size))
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+    mean = torch.tensor(cfg.mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(cfg.std, dtype=torch.float32).view(3, 1, 1)
+    # Same float ops in the same order as ToTensor (x / 255) then Normalize ((x - mean) / std).
+    return pixels.float().div(255).sub(mean).div(std)
+
+
+Frames = np.ndarray | Tensor | Sequence[np.ndarray]
+
+
+class ClipFrameEncoder(nn.Module):
+    """uint8 frames -> one CLIP image embedding per frame (not normalised)."""
+
+    def __init__(self, visual: nn.Module, cfg: ClipFrameEncoderConfig | None = None) -> None:
+        """Wrap a CLIP image tower.
+
+        Args:
+            visual: open_clip ``CLIP.visual`` (``[B, 3, S, S]`` -> ``[B, D]``).
+            cfg: preprocessing and batching.
+        """
+        super().__init__()
+        self.visual = visual
+        self.cfg = cfg or ClipFrameEncoderConfig()
+
+    @classmethod
+    def from_clip(cls, model: CLIP, cfg: ClipFrameEncoderConfig | None = None) -> ClipFrameEncoder:
+        """Use the image tower of an open_clip ``CLIP``; its input size comes from the model."""
+        cfg = cfg or ClipFrameEncoderConfig()
+        size = model.visual.image_size
+        image_size = size[0] if isinstance(size, (tuple, list)) else int(size)
+        return cls(model.visual, ClipFrameEncoderConfig(image_size, cfg.mean, cfg.std, cfg.batch_size))
+
+    @torch.inference_mode()
+    def forward(self, frames: Frames) -> Tensor:
+        """Encode frames in batches of ``cfg.batch_size`` on the module's device and dtype.
+
+        Args:
+            frames: ``[T, H, W, 3]`` uint8 RGB (numpy or tensor, any device), or a sequence of
+                ``[H_i, W_i, 3]`` uint8 arrays of different sizes.
+
+        Returns:
+            ``[T, D]`` float32 on the module's device.
+        """
+        images = _as_frame_list(frames)
+        param = next(self.visual.parameters())
+        outputs = []
+        for start in range(0, len(images), self.cfg.batch_size):
+            batch = torch.stack(
+                [clip_preprocess(f, self.cfg) for f in images[start : start + self.cfg.batch_size]]
+            )
+            outputs.append(self.visual(batch.to(device=param.device, dtype=param.dtype)).float())
+        if not outputs:
+            return torch.zeros(0, _output_dim(self.visual), device=param.device)
+        return torch.cat(outputs)
+
+
+def _output_dim(visual: nn.Module) -> int:
+    return int(getattr(visual, "output_dim", 0))
+
+
+def _as_frame_list(frames: Frames) -> list[np.ndarray]:
+    if isinstance(frames, Tensor):
+        frames = frames.detach().cpu().numpy()
+    images = list(frames)
+    for image in images:
+        if not (
+            isinstance(image, np.ndarray)
+            and image.dtype == np.uint8
+            and image.ndim == 3
+            and image.shape[2] == 3
+        ):
+            what = (
+                f"{image.dtype} {list(image.shape)}"
+                if isinstance(image, np.ndarray)
+                else type(image).__name__
+            )
+            raise ValueError(f"CLIP frames must be uint8 [H, W, 3] RGB, got {what}")
+    return images
+
+
+class ClipTextEncoder(nn.Module):
+    """Prompts -> CLIP text embeddings (``encode_text`` output, not normalised)."""
+
+    def __init__(self, model: CLIP, batch_size: int = 256) -> None:
+        """Wrap an open_clip ``CLIP``; its BPE tokenizer ships inside open_clip (no download).
+
+        Args:
+            model: the CLIP whose text tower encodes.
+            batch_size: prompts per ``encode_text`` call; memory vs. speed only.
+        """
+        super().__init__()
+        self.model = model
+        self.batch_size = batch_size
+        self.tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
+
+    @torch.inference_mode()
+    def forward(self, prompts: Sequence[str]) -> Tensor:
+        """Encode prompts.
+
+        Args:
+            prompts: N strings.
+
+        Returns:
+            ``[N, D]`` float32 on CPU.
+        """
+        param = next(self.model.parameters())
+        outputs = []
+        for start in range(0, len(prompts), self.batch_size):
+            tokens = self.tokenizer(list(prompts[start : start + self.batch_size])).to(param.device)
+            outputs.append(self.model.encode_text(tokens).float().cpu())
+        return torch.cat(outputs) if outputs else torch.zeros(0, self.model.text_projection.shape[1])
+
+
+@dataclass(frozen=True)
+class ClipTextEncoderFactory:
+    """Builds a ``ClipTextEncoder`` from a weight file only when one is needed.
+
+    ``identity`` names the weights without loading them (file name + content fingerprint), so
+    encoded vocabularies can be cached per model.
+    """
+
+    weights: Path
+    device: str = "cpu"
+    quick_gelu: bool = True
+
+    @property
+    def identity(self) -> str:
+        """``<file name>#<fingerprint>[+gelu]``: changes when the weights' content changes."""
+        activation = "" if self.quick_gelu else "+gelu"
+        return f"{self.weights.name}#{fingerprint(self.weights)}{activation}"
+
+    def __call__(self) -> ClipTextEncoder:
+        """Load the weights and return the text encoder on ``device``."""
+        return ClipTextEncoder(load_clip(self.weights, quick_gelu=self.quick_gelu).to(self.device))
+
+
+class FrameEmbeddingCache:
+    """Frame index -> CLIP embedding, so every frame is encoded once however many windows use it.
+
+    The streaming segmenter asks for the embeddings of each window's frames; frames already seen
+    (window overlap, the tracker's look-back) are served from the cache, the rest are encoded in one
+    batched call. ``release_before`` drops frames no later window will need, bounding memory.
+    """
+
+    def __init__(self, encoder: ClipFrameEncoder) -> None:
+        self.encoder = encoder
+        self._embeddings: dict[int, Tensor] = {}
+        self.num_encoded = 0  # frames actually sent through the encoder (for progress / benchmarks)
+
+    def __len__(self) -> int:
+        return len(self._embeddings)
+
+    def __contains__(self, frame_index: object) -> bool:
+        return frame_index in self._embeddings
+
+    def embeddings(self, frame_indices: Sequence[int], frames: Frames) -> Tensor:
+        """Embeddings of a window's frames, encoding only the ones not cached yet.
+
+        Args:
+            frame_indices: T video frame indices of the window.
+            frames: the matching ``[T, H, W, 3]`` uint8 frames (rows of cached indices are not read).
+
+        Returns:
+            ``[T, D]`` float32, in ``frame_indices`` order.
+        """
+        images = _as_frame_list(frames)
+        if len(images) != len(frame_indices):
+            raise ValueError(f"got {len(frame_indices)} frame indices but {len(images)} frames")
+        todo: list[int] = []  # positions of the first occurrence of each uncached index
+        pending: set[int] = set()
+        for i, index in enumerate(frame_indices):
+            if index not in self._embeddings and index not in pending:
+                todo.append(i)
+                pending.add(index)
+        if todo:
+            encoded = self.encoder([images[i] for i in todo])
+            for row, i in enumerate(todo):
+                self._embeddings[frame_indices[i]] = encoded[row]
+            self.num_encoded += len(todo)
+        return torch.stack([self._embeddings[index] for index in frame_indices])
+
+    def release_before(self, frame_index: int) -> None:
+        """Forget every frame with index < ``frame_index``."""
+        for index in [i for i in self._embeddings if i < frame_index]:
+            del self._embeddings[index]
