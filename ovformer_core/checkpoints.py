@@ -25,9 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ovformer_core.config import ModelConfig
+from ovformer_core.config import ModelConfig, r50_config, swinb_config
 from ovformer_core.errors import CheckpointError
 from ovformer_core.io.atomic import atomic_path
+from ovformer_core.weights import WeightFile
 
 OFFICIAL_TEXT_CLASSIFIER_KEY = "sem_seg_head.predictor.class_embed.zs_weight"
 #: Marker and version of our own checkpoint format.
@@ -247,3 +248,55 @@ def save_checkpoint(
         payload["class_names"] = list(class_names)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+@dataclass(frozen=True)
+class ModelRelease:
+    """An officially released OVFormer checkpoint.
+
+    Attributes:
+        name: the ``--model`` value.
+        config: the official config it was trained with.
+        weights: where to get it. The official files have no published checksum: a download is
+            verified by loading it against the expected keys and shapes (``check_fits``).
+        description: one line for ``--help`` and messages.
+    """
+
+    name: str
+    config: ModelConfig
+    weights: WeightFile
+    description: str
+
+
+def _google_drive(file_id: str, name: str, filename: str) -> WeightFile:
+    url = f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t"
+    return WeightFile(name=name, filename=filename, url=url)
+
+
+#: The four checkpoints of the official README (Google Drive file ids from its tables).
+MODEL_RELEASES: dict[str, ModelRelease] = {
+    "r50-lvvis": ModelRelease(
+        "r50-lvvis",
+        r50_config(num_classes=1196, video=True),
+        _google_drive("1-zfEwdglPeVHzlc5Ky_HJlZtMgGXAy1S", "OVFormer R-50 (LV-VIS)", "ovformer_r50_lvvis.pth"),
+        "ResNet-50, video-trained on LV-VIS (21.9 mAP LV-VIS val); semi-online clips of 5 frames",
+    ),
+    "swinb-lvvis": ModelRelease(
+        "swinb-lvvis",
+        swinb_config(num_classes=1196, video=True),
+        _google_drive("107BNsu9eTr5e70B4oj28jgHKBjYTWNWp", "OVFormer Swin-B (LV-VIS)", "ovformer_swinb_lvvis.pth"),
+        "Swin-B, video-trained on LV-VIS (24.7 mAP LV-VIS val); semi-online clips of 5 frames",
+    ),
+    "r50-lvis": ModelRelease(
+        "r50-lvis",
+        r50_config(num_classes=1203, video=False),
+        _google_drive("1-tMcjp8xIYr9E5r5JYOESGajXtMAs33y", "OVFormer R-50 (LVIS)", "ovformer_r50_lvis.pth"),
+        "ResNet-50, image-trained on LVIS (34.8 mAP YTVIS19 zero-shot); per-frame with memory association",
+    ),
+    "swinb-lvis": ModelRelease(
+        "swinb-lvis",
+        swinb_config(num_classes=1203, video=False),
+        _google_drive("102qxZlu05yXILfghhrwjxv-tL3MlcYu7", "OVFormer Swin-B (LVIS)", "ovformer_swinb_lvis.pth"),
+        "Swin-B, image-trained on LVIS (44.3 mAP YTVIS19 zero-shot); per-frame with memory association",
+    ),
+}

@@ -27,11 +27,11 @@ import open_clip
 import torch
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from PIL import Image
-from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
 from ovformer_core.errors import CheckpointError
+from ovformer_core.io.precomputed import first_line
 from ovformer_core.weights import WeightFile, fingerprint
 
 #: OpenAI CLIP image normalisation (clip/clip.py ``_transform``; open_clip OPENAI_DATASET_MEAN/STD).
@@ -163,10 +163,14 @@ def read_clip_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             state = load_safetensors(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, SafetensorError, EOFError, OSError, ValueError) as err:
+    except Exception as err:  # corrupt files raise nearly anything (struct.error, UnicodeDecodeError, ...)
         text = str(err).strip()
-        first = text.splitlines()[0][:120] if text else type(err).__name__
-        raise CheckpointError(f"cannot read CLIP weights {path} ({first}); re-download ViT-B-32.pt") from None
+        if isinstance(err, pickle.UnpicklingError) and "unsupported global" in text.lower():
+            raise CheckpointError(
+                f"refusing to load {path}: it contains Python objects, not only tensors; "
+                "use OpenAI's ViT-B-32.pt or a safetensors state dict"
+            ) from None
+        raise CheckpointError(f"cannot read CLIP weights {path} ({first_line(err)}); re-download ViT-B-32.pt") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
@@ -278,9 +282,7 @@ class ClipFrameEncoder(nn.Module):
         param = next(self.visual.parameters())
         outputs = []
         for start in range(0, len(images), self.cfg.batch_size):
-            batch = torch.stack(
-                [clip_preprocess(f, self.cfg) for f in images[start : start + self.cfg.batch_size]]
-            )
+            batch = torch.stack([clip_preprocess(f, self.cfg) for f in images[start : start + self.cfg.batch_size]])
             outputs.append(self.visual(batch.to(device=param.device, dtype=param.dtype)).float())
         if not outputs:
             return torch.zeros(0, _output_dim(self.visual), device=param.device)
@@ -296,17 +298,8 @@ def _as_frame_list(frames: Frames) -> list[np.ndarray]:
         frames = frames.detach().cpu().numpy()
     images = list(frames)
     for image in images:
-        if not (
-            isinstance(image, np.ndarray)
-            and image.dtype == np.uint8
-            and image.ndim == 3
-            and image.shape[2] == 3
-        ):
-            what = (
-                f"{image.dtype} {list(image.shape)}"
-                if isinstance(image, np.ndarray)
-                else type(image).__name__
-            )
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+            what = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
             raise ValueError(f"CLIP frames must be uint8 [H, W, 3] RGB, got {what}")
     return images
 

@@ -1,0 +1,225 @@
+"""YouTube-VIS-format ground truth (also OVIS, LV-VIS and BURST converted by b2y), read and checked once."""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ovformer_core.errors import ResultsError
+from ovformer_core.eval.json_files import read_json_file
+from ovformer_core.eval.rle import (
+    FlatMasks,
+    Rle,
+    SegmentationError,
+    first_bad_counts,
+    normalise_segmentation,
+    rle_areas,
+)
+
+_VIDEO_KEYS = ("id", "height", "width")
+_ANNOTATION_KEYS = ("id", "video_id", "category_id", "segmentations")
+
+
+def is_int(value: Any) -> bool:
+    """True for integers (Python or numpy), False for bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Videos, categories and ground-truth tracks, in the orders the official evaluators use.
+
+    Attributes:
+        video_ids: int64 ``[V]`` ascending (the evaluators sort video ids).
+        heights, widths, num_frames: int64 ``[V]``.
+        category_ids: int64 ``[K]`` ascending.
+        categories: the category dicts in file order (groups such as LV-VIS base/novel read them).
+        track_video, track_category: int64 ``[G]`` video index / category index of each track, tracks
+            in file order.
+        track_ids: int64 ``[G]`` annotation ids.
+        track_crowd: bool ``[G]`` ``iscrowd``.
+        track_area_lists: each track's ``areas`` field (per-frame areas or null), ``None`` when the
+            annotation has none (the mask areas are used instead).
+        masks: the tracks' per-frame masks.
+        num_skipped: annotations skipped because their video or category is not listed (the official
+            evaluators select annotations by listed video and category ids).
+    """
+
+    video_ids: np.ndarray
+    heights: np.ndarray
+    widths: np.ndarray
+    num_frames: np.ndarray
+    category_ids: np.ndarray
+    categories: tuple[Mapping[str, Any], ...]
+    track_video: np.ndarray
+    track_category: np.ndarray
+    track_ids: np.ndarray
+    track_crowd: np.ndarray
+    track_area_lists: tuple[list[Any] | None, ...]
+    masks: FlatMasks
+    num_skipped: int
+
+    def video_index(self) -> dict[int, int]:
+        """Video id -> position in ``video_ids``."""
+        return {int(v): i for i, v in enumerate(self.video_ids)}
+
+    def category_index(self) -> dict[int, int]:
+        """Category id -> position in ``category_ids``."""
+        return {int(c): i for i, c in enumerate(self.category_ids)}
+
+
+def _fail(message: str) -> ResultsError:
+    return ResultsError(f"ground truth: {message}")
+
+
+def _require_list(dataset: Mapping[str, Any], key: str) -> list[Any]:
+    if key not in dataset:
+        raise _fail(f"'{key}' is missing; a YouTube-VIS file has 'videos', 'categories' and 'annotations'")
+    value = dataset[key]
+    if not isinstance(value, list):
+        raise _fail(f"'{key}' must be a list, not {type(value).__name__}")
+    return value
+
+
+def _read_videos(videos: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rows: dict[int, tuple[int, int, int]] = {}
+    for i, video in enumerate(videos):
+        if not isinstance(video, dict):
+            raise _fail(f"videos[{i}] is not an object")
+        for key in _VIDEO_KEYS:
+            if key not in video:
+                raise _fail(f"videos[{i}] has no '{key}'")
+            if not is_int(video[key]):
+                raise _fail(f"videos[{i}] '{key}' must be an integer, not {video[key]!r}")
+        if is_int(video.get("length")):
+            length = int(video["length"])
+        elif isinstance(video.get("file_names"), list):
+            length = len(video["file_names"])
+        else:
+            raise _fail(f"videos[{i}] (id {video['id']}) has neither 'length' nor 'file_names'")
+        if int(video["id"]) in rows:
+            raise _fail(f"video id {video['id']} appears twice in 'videos'")
+        rows[int(video["id"])] = (int(video["height"]), int(video["width"]), length)
+    ids = np.array(sorted(rows), dtype=np.int64)
+    table = np.array([rows[int(v)] for v in ids], dtype=np.int64).reshape(-1, 3)
+    return ids, table[:, 0], table[:, 1], table[:, 2]
+
+
+def _read_categories(categories: list[Any]) -> np.ndarray:
+    ids: set[int] = set()
+    for i, category in enumerate(categories):
+        if not isinstance(category, dict) or not is_int(category.get("id")):
+            raise _fail(f"categories[{i}] has no integer 'id'")
+        if int(category["id"]) in ids:
+            raise _fail(f"category id {category['id']} appears twice in 'categories'")
+        ids.add(int(category["id"]))
+    return np.array(sorted(ids), dtype=np.int64)
+
+
+def load_ground_truth(source: str | os.PathLike[str] | Mapping[str, Any]) -> GroundTruth:
+    """Read and check a ground-truth file (path) or an already parsed dataset dict (not modified).
+
+    Segmentations may be compressed RLE, uncompressed RLE or polygons; each must have the video's size
+    and every track one entry per video frame.
+
+    Raises:
+        ResultsError: unreadable, not JSON, a missing key or a malformed annotation (one line).
+    """
+    dataset = read_json_file(source, "ground truth") if isinstance(source, (str, os.PathLike)) else source
+    if not isinstance(dataset, Mapping):
+        raise _fail(f"the top level must be an object, not {type(dataset).__name__}")
+    videos = _require_list(dataset, "videos")
+    categories = _require_list(dataset, "categories")
+    annotations = _require_list(dataset, "annotations")
+    video_ids, heights, widths, num_frames = _read_videos(videos)
+    category_ids = _read_categories(categories)
+    video_pos = {int(v): i for i, v in enumerate(video_ids)}
+    category_pos = {int(c): i for i, c in enumerate(category_ids)}
+
+    track_video: list[int] = []
+    track_category: list[int] = []
+    track_ids: list[int] = []
+    track_crowd: list[bool] = []
+    area_lists: list[list[Any] | None] = []
+    rles: list[Rle] = []
+    frames: list[int] = []
+    track_start = [0]
+    seen_ids: set[int] = set()
+    skipped = 0
+    for i, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            raise _fail(f"annotations[{i}] is not an object")
+        for key in _ANNOTATION_KEYS:
+            if key not in ann:
+                raise _fail(f"annotations[{i}] has no '{key}'")
+        for key in ("id", "video_id", "category_id"):
+            if not is_int(ann[key]):
+                raise _fail(f"annotations[{i}] '{key}' must be an integer, not {ann[key]!r}")
+        if int(ann["id"]) in seen_ids:
+            raise _fail(f"annotation id {ann['id']} appears twice; ids must be unique")
+        seen_ids.add(int(ann["id"]))
+        v = video_pos.get(int(ann["video_id"]))
+        c = category_pos.get(int(ann["category_id"]))
+        if v is None or c is None:
+            skipped += 1
+            continue
+        segs = ann["segmentations"]
+        if not isinstance(segs, list) or len(segs) != num_frames[v]:
+            got = len(segs) if isinstance(segs, list) else type(segs).__name__
+            raise _fail(
+                f"annotations[{i}] (id {ann['id']}) has {got} segmentations but video {ann['video_id']} "
+                f"has {num_frames[v]} frames"
+            )
+        areas = ann.get("areas")
+        if areas is not None and (
+            not isinstance(areas, list) or not all(a is None or isinstance(a, numbers.Real) for a in areas)
+        ):
+            raise _fail(f"annotations[{i}] (id {ann['id']}) 'areas' must be a list of numbers or nulls")
+        for f, seg in enumerate(segs):
+            try:
+                rle = normalise_segmentation(seg, int(heights[v]), int(widths[v]), allow_polygons=True)
+            except SegmentationError as err:
+                raise _fail(f"annotations[{i}] (id {ann['id']}) frame {f} {err}") from None
+            if rle is not None:
+                rles.append(rle)
+                frames.append(f)
+        track_start.append(len(rles))
+        track_video.append(v)
+        track_category.append(c)
+        track_ids.append(int(ann["id"]))
+        track_crowd.append(bool(ann.get("iscrowd", 0)))
+        area_lists.append(areas)
+
+    bad = first_bad_counts([rle["counts"] for rle in rles])
+    if bad >= 0:
+        track = int(np.searchsorted(track_start, bad, side="right")) - 1
+        raise _fail(
+            f"annotation id {track_ids[track]} frame {frames[bad]} has a bad RLE: its 'counts' string is "
+            "corrupt (unexpected characters or cut off)"
+        )
+    masks = FlatMasks(
+        rles=rles,
+        frame=np.array(frames, dtype=np.int64),
+        area=rle_areas(rles),
+        track_start=np.array(track_start, dtype=np.int64),
+    )
+    return GroundTruth(
+        video_ids=video_ids,
+        heights=heights,
+        widths=widths,
+        num_frames=num_frames,
+        category_ids=category_ids,
+        categories=tuple(categories),
+        track_video=np.array(track_video, dtype=np.int64),
+        track_category=np.array(track_category, dtype=np.int64),
+        track_ids=np.array(track_ids, dtype=np.int64),
+        track_crowd=np.array(track_crowd, dtype=bool),
+        track_area_lists=tuple(area_lists),
+        masks=masks,
+        num_skipped=skipped,
+    )

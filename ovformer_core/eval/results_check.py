@@ -1,0 +1,191 @@
+"""Results in YouTube-VIS format, checked entry by entry against the ground truth.
+
+A results file is a list of ``{"video_id", "category_id", "score", "segmentations"}`` with one
+segmentation (compressed RLE or null) per video frame. The first bad entry stops the evaluation with a
+one-line ``ResultsError`` naming it; nothing is silently dropped except results whose category id is
+absent from the ground truth, which the official evaluators ignore too (they are counted).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ovformer_core.errors import ResultsError
+from ovformer_core.eval.ground_truth import GroundTruth, is_int
+from ovformer_core.eval.json_files import read_json_file
+from ovformer_core.eval.rle import (
+    FlatMasks,
+    Rle,
+    SegmentationError,
+    first_bad_counts,
+    normalise_segmentation,
+    rle_areas,
+)
+
+_RESULT_KEYS = ("video_id", "category_id", "score", "segmentations")
+_CORRUPT = "its 'counts' string is corrupt (unexpected characters or cut off)"
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The results that take part in the evaluation (category known to the ground truth).
+
+    Attributes:
+        video: int64 ``[D]`` video index (into ``GroundTruth.video_ids``).
+        category: int64 ``[D]`` category index (into ``GroundTruth.category_ids``).
+        score: float64 ``[D]``.
+        file_index: int64 ``[D]`` position in the results list (ties keep this order).
+        masks: the per-frame masks of the D results.
+        num_results: length of the results list.
+        num_unknown_category: results ignored because the ground truth has no such category.
+    """
+
+    video: np.ndarray
+    category: np.ndarray
+    score: np.ndarray
+    file_index: np.ndarray
+    masks: FlatMasks
+    num_results: int
+    num_unknown_category: int
+
+
+def load_results(source: str | os.PathLike[str] | list[Any]) -> list[Any]:
+    """The results list from a file path, or ``source`` itself when it already is a list."""
+    results = read_json_file(source, "results") if isinstance(source, (str, os.PathLike)) else source
+    if not isinstance(results, list):
+        raise ResultsError(
+            f"results must be a list of per-video predictions, not {type(results).__name__}; "
+            "write them in YouTube-VIS results format"
+        )
+    return results
+
+
+def _entry_error(index: int, message: str) -> ResultsError:
+    return ResultsError(f"results entry {index}: {message}")
+
+
+def _check_entry(
+    i: int, entry: Any, gt: GroundTruth, video_pos: dict[int, int]
+) -> tuple[int, int, float, list[Rle], list[int]]:
+    """(video index, category id, score, masks, frames) of one entry, or a ResultsError naming it."""
+    if not isinstance(entry, dict):
+        raise _entry_error(i, f"is a {type(entry).__name__}, not an object")
+    for key in _RESULT_KEYS:
+        if key not in entry:
+            raise _entry_error(i, f"has no '{key}'; every entry needs {', '.join(_RESULT_KEYS)}")
+    video_id, category_id, score = entry["video_id"], entry["category_id"], entry["score"]
+    if not is_int(video_id) or int(video_id) not in video_pos:
+        raise _entry_error(i, f"video_id {video_id!r} is not in the ground truth; check the files match")
+    if not is_int(category_id):
+        raise _entry_error(i, f"category_id {category_id!r} is not an integer")
+    if not isinstance(score, numbers.Real) or isinstance(score, bool) or not math.isfinite(score):
+        raise _entry_error(i, f"score {score!r} is not a finite number")
+    v = video_pos[int(video_id)]
+    segs = entry["segmentations"]
+    num_frames = int(gt.num_frames[v])
+    if not isinstance(segs, list) or len(segs) != num_frames:
+        got = f"{len(segs)} segmentations" if isinstance(segs, list) else f"a {type(segs).__name__}"
+        raise _entry_error(
+            i, f"has {got} but video {video_id} has {num_frames} frames; give one mask (or null) per frame"
+        )
+    height, width = int(gt.heights[v]), int(gt.widths[v])
+    size = [height, width]
+    rles: list[Rle] = []
+    frames: list[int] = []
+    for f, seg in enumerate(segs):
+        if not seg:
+            continue
+        # Fast path: the usual compressed RLE of the right size is kept as it is (pycocotools reads str
+        # counts; its characters are checked in bulk later); anything else goes through the full check.
+        if type(seg) is dict and seg.get("size") == size and type(seg.get("counts")) is str and seg["counts"]:
+            rles.append(seg)
+        else:
+            try:
+                rle = normalise_segmentation(seg, height, width, allow_polygons=False)
+            except SegmentationError as err:
+                raise _entry_error(i, f"frame {f} {err}") from None
+            if rle is None:
+                continue
+            rles.append(rle)
+        frames.append(f)
+    return v, int(category_id), float(score), rles, frames
+
+
+def check_results(results: list[Any], gt: GroundTruth) -> Detections:
+    """Check every entry of ``results`` against ``gt`` and keep those with a known category.
+
+    The dictionaries are not modified (the official ``loadRes`` rewrites them in place).
+
+    Raises:
+        ResultsError: for the first malformed entry: a missing key, an unknown video id, a non-finite
+            score, a wrong number of frames, a bad RLE or a mask whose size is not the video's.
+    """
+    video_pos = gt.video_index()
+    category_pos = gt.category_index()
+    videos: list[int] = []
+    categories: list[int] = []
+    scores: list[float] = []
+    file_index: list[int] = []
+    rles: list[Rle] = []
+    frames: list[int] = []
+    track_start = [0]
+    unknown_category = 0
+    for i, entry in enumerate(results):
+        try:
+            v, category_id, score, entry_rles, entry_frames = _check_entry(i, entry, gt, video_pos)
+        except ResultsError:
+            # Corrupt counts strings are found in bulk; one in an earlier entry is the first error.
+            _raise_if_corrupt(rles, frames, track_start, file_index)
+            raise
+        c = category_pos.get(category_id)
+        if c is None:
+            # Never evaluated, but still checked so that a corrupt file is reported whatever its ids.
+            _raise_if_corrupt(entry_rles, entry_frames, [0, len(entry_rles)], [i])
+            unknown_category += 1
+            continue
+        rles.extend(entry_rles)
+        frames.extend(entry_frames)
+        track_start.append(len(rles))
+        videos.append(v)
+        categories.append(c)
+        scores.append(score)
+        file_index.append(i)
+    _raise_if_corrupt(rles, frames, track_start, file_index)
+
+    track_start_arr = np.array(track_start, dtype=np.int64)
+    areas = rle_areas(rles)
+    track_of_entry = np.repeat(np.arange(len(videos)), np.diff(track_start_arr))
+    frame_pixels = (gt.heights * gt.widths)[np.array(videos, dtype=np.int64)]
+    too_big = np.flatnonzero(areas > frame_pixels[track_of_entry])
+    if too_big.size:
+        e = int(too_big[0])
+        raise _entry_error(
+            file_index[track_of_entry[e]],
+            f"frame {frames[e]} has a bad RLE: it covers {areas[e]} pixels, more than the frame has",
+        )
+    return Detections(
+        video=np.array(videos, dtype=np.int64),
+        category=np.array(categories, dtype=np.int64),
+        score=np.array(scores, dtype=np.float64),
+        file_index=np.array(file_index, dtype=np.int64),
+        masks=FlatMasks(
+            rles=rles, frame=np.array(frames, dtype=np.int64), area=areas, track_start=track_start_arr
+        ),
+        num_results=len(results),
+        num_unknown_category=unknown_category,
+    )
+
+
+def _raise_if_corrupt(rles: list[Rle], frames: list[int], track_start: list[int], file_index: list[int]) -> None:
+    """Raise for the first corrupt counts string among ``rles`` (tracks delimited by ``track_start``)."""
+    bad = first_bad_counts([rle["counts"] for rle in rles])
+    if bad < 0:
+        return
+    track = int(np.searchsorted(np.asarray(track_start), bad, side="right")) - 1
+    raise _entry_error(file_index[track], f"frame {frames[bad]} has a bad RLE: {_CORRUPT}")

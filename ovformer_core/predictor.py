@@ -1,0 +1,269 @@
+"""The public predictor: weights + CLIP + options -> ``segment(video, vocabulary) -> VideoResult``.
+
+``load_model`` resolves weights (explicit path, cache, or download) and builds everything;
+``Predictor.segment`` streams a video window by window; ``Predictor.iter_segment`` is the same as a
+generator that reports every window, for progress bars and long videos.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from ovformer_core.checkpoints import MODEL_RELEASES, check_fits, read_checkpoint
+from ovformer_core.config import ModelConfig
+from ovformer_core.errors import CheckpointError, OVFormerError
+from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter
+from ovformer_core.io.results import Track, VideoResult
+from ovformer_core.io.video import ReadOptions, SourceSpec, VideoSource, open_source
+from ovformer_core.model.build import build_model
+from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipFrameEncoder, ClipTextEncoderFactory, load_clip
+from ovformer_core.model.ovformer import OVFormer
+from ovformer_core.vocab import Vocabulary, load_vocabulary
+from ovformer_core.weights import ovformer_home, resolve
+
+Precision = Literal["fp32", "bf16", "fp16"]
+VocabularySpec = Vocabulary | str | os.PathLike[str] | Sequence[str]
+
+
+@dataclass
+class WindowDone:
+    """Progress report of ``iter_segment``: one more window was processed.
+
+    Attributes:
+        frames_done: frames processed so far.
+        frames_total: estimated frames in the selection (0 if unknown).
+        seconds: wall-clock time of this window.
+    """
+
+    frames_done: int
+    frames_total: int
+    seconds: float
+
+
+def default_device() -> str:
+    """``cuda`` when available, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def segment_options_for(cfg: ModelConfig, **overrides: object) -> SegmentOptions:
+    """The official inference rule of a config: semi-online for video models, per-frame otherwise."""
+    video = cfg.decoder.temporal_position
+    base = SegmentOptions(
+        mode="semi-online" if video else "per-frame",
+        clip_length=cfg.inference.clip_length,
+        top_k=cfg.inference.top_k,
+        min_size=cfg.inference.min_size_test,
+        max_size=cfg.inference.max_size_test,
+    )
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+
+class Predictor:
+    """A loaded OVFormer with its CLIP encoders, ready to segment videos with any vocabulary.
+
+    Args:
+        model: the network (eval mode, on its device).
+        cfg: its config.
+        frame_encoder: CLIP image tower for the frames.
+        text_encoder_factory: builds the CLIP text tower when a vocabulary must be encoded.
+        model_id: written into results.
+        training_classifier: the checkpoint's own text classifier (its training vocabulary), if any.
+        options: default inference options.
+        cache_dir: where encoded vocabularies are cached (None: no cache).
+    """
+
+    def __init__(
+        self,
+        model: OVFormer,
+        cfg: ModelConfig,
+        frame_encoder: ClipFrameEncoder,
+        text_encoder_factory: ClipTextEncoderFactory | None,
+        model_id: str = "",
+        training_classifier: torch.Tensor | None = None,
+        options: SegmentOptions | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.frame_encoder = frame_encoder
+        self.text_encoder_factory = text_encoder_factory
+        self.model_id = model_id
+        self.training_classifier = training_classifier
+        self.options = options or segment_options_for(cfg)
+        self.cache_dir = cache_dir
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def vocabulary(self, spec: VocabularySpec) -> Vocabulary:
+        """Load or text-encode a vocabulary (cached on disk per CLIP weights, templates and names)."""
+        if isinstance(spec, Vocabulary):
+            vocabulary = spec
+        else:
+            vocabulary = load_vocabulary(spec, self.text_encoder_factory, cache_dir=self.cache_dir)
+        if vocabulary.embed_dim != self.cfg.classifier.clip_dim:
+            raise OVFormerError(
+                f"vocabulary embeddings have {vocabulary.embed_dim} dimensions but the model expects "
+                f"{self.cfg.classifier.clip_dim}; encode it with the CLIP ViT-B/32 text tower"
+            )
+        return vocabulary
+
+    def iter_segment(
+        self,
+        source: str | os.PathLike[str] | SourceSpec | VideoSource,
+        vocabulary: VocabularySpec,
+        read_options: ReadOptions | None = None,
+        options: SegmentOptions | None = None,
+        prefetch: int = 2,
+        video_id: int | None = None,
+    ) -> Iterator[WindowDone | VideoResult]:
+        """Segment a video window by window; yields a ``WindowDone`` per window, then the ``VideoResult``.
+
+        Args:
+            source: a path (video file, frame folder, image), a ``SourceSpec`` or an opened source.
+            vocabulary: a ``Vocabulary``, a ``.vocab``/``.txt`` path, a list of names or ``"a,b,c"``.
+            read_options: frame selection (stride, max frames, start/end time).
+            options: inference options; defaults to the model's official rule.
+            prefetch: windows decoded ahead on a background thread.
+            video_id: id written to results (default: the ``SourceSpec``'s, else 1).
+        """
+        options = options or self.options
+        vocab = self.vocabulary(vocabulary)
+        video = source if isinstance(source, VideoSource) else open_source(source, read_options)
+        window = options.clip_length if options.mode == "semi-online" else options.frame_batch
+        segmenter = StreamingSegmenter(self.model, self.cfg, vocab.text_classifier(), options)
+        indices: list[int] = []
+        total = video.estimated_output_frames
+        try:
+            for chunk in video.iter_windows(window, prefetch=prefetch):
+                started = time.perf_counter()
+                embeds = self.frame_encoder(chunk.frames)
+                segmenter.add_window(chunk.frames, embeds)
+                indices.extend(int(i) for i in chunk.indices)
+                yield WindowDone(len(indices), total, time.perf_counter() - started)
+            tracks = segmenter.finish()
+        except torch.cuda.OutOfMemoryError:
+            raise OVFormerError(
+                "CUDA out of memory; lower --window, use --precision bf16, a smaller --min-size, or --device cpu"
+            ) from None
+        finally:
+            segmenter.close()
+        ordered = sorted(tracks, key=lambda t: -t.score)
+        if video_id is None:
+            video_id = source.video_id if isinstance(source, SourceSpec) else 1
+        yield VideoResult(
+            video_name=video.info.name,
+            video_path=str(video.info.path),
+            video_id=video_id,
+            width=video.info.width,
+            height=video.info.height,
+            num_frames=len(indices),
+            fps=float(video.info.fps),
+            frame_indices=indices,
+            tracks=[
+                Track(
+                    track_id=i + 1,
+                    label=t.label,
+                    category_name=vocab.names[t.label],
+                    category_id=t.label + 1,
+                    score=t.score,
+                    segmentations=t.rles,
+                )
+                for i, t in enumerate(ordered)
+            ],
+            categories=[{"id": i + 1, "name": name} for i, name in enumerate(vocab.names)],
+            model_id=self.model_id,
+            metadata={"mode": options.mode, "top_k": options.top_k, "score_threshold": options.score_threshold},
+        )
+
+    def segment(
+        self,
+        source: str | os.PathLike[str] | SourceSpec | VideoSource,
+        vocabulary: VocabularySpec,
+        read_options: ReadOptions | None = None,
+        options: SegmentOptions | None = None,
+    ) -> VideoResult:
+        """Segment, track and name every object of the vocabulary's classes in a video."""
+        result = None
+        for item in self.iter_segment(source, vocabulary, read_options, options):
+            result = item
+        assert isinstance(result, VideoResult)
+        return result
+
+
+def load_model(
+    model: str = "r50-lvvis",
+    weights: str | os.PathLike[str] | None = None,
+    clip_weights: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    precision: Precision = "fp32",
+    home: str | os.PathLike[str] | None = None,
+    allow_download: bool = True,
+    progress: bool = True,
+) -> Predictor:
+    """Build a ready ``Predictor``.
+
+    Args:
+        model: a release name (``r50-lvvis``, ``swinb-lvvis``, ``r50-lvis``, ``swinb-lvis``); its
+            config is used unless ``weights`` is an ovformer checkpoint, which carries its own.
+        weights: path of the model weights; default: the release's file in the cache (downloaded
+            when missing and online).
+        clip_weights: path of the CLIP ViT-B/32 weights; default: the cache / OpenAI download.
+        device: ``cuda``, ``cpu``, ``cuda:1``...; default cuda when available.
+        precision: autocast precision for the network.
+        home: cache folder (default ``$OVFORMER_HOME`` or ``~/.cache/ovformer``).
+    """
+    if model not in MODEL_RELEASES:
+        raise OVFormerError(f"unknown model {model!r}; choose one of {', '.join(MODEL_RELEASES)}")
+    release = MODEL_RELEASES[model]
+    device_name = device or default_device()
+    try:
+        torch_device = torch.device(device_name)
+    except RuntimeError:
+        raise OVFormerError(f"unknown device {device_name!r}; use cpu, cuda or cuda:N") from None
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise OVFormerError("CUDA is not available on this machine; use --device cpu")
+    weights_path = resolve(
+        release.weights, weights, home=home, allow_download=allow_download, progress=progress, flag="--weights"
+    )
+    checkpoint = read_checkpoint(weights_path)
+    cfg = checkpoint.config or release.config
+    network = build_model(cfg)
+    try:
+        check_fits(checkpoint, network, cfg, weights_path)
+    except CheckpointError as err:
+        if weights is None:
+            raise CheckpointError(f"{err}; if it was downloaded, delete {weights_path} and run again") from None
+        raise
+    network.load_state_dict(checkpoint.state_dict, strict=True)
+    network.eval().to(torch_device)
+    clip_path = resolve(
+        OPENAI_VIT_B_32,
+        clip_weights,
+        home=home,
+        allow_download=allow_download,
+        progress=progress,
+        flag="--clip-weights",
+    )
+    clip = load_clip(clip_path).eval()
+    frame_encoder = ClipFrameEncoder.from_clip(clip).to(torch_device)
+    text_factory = ClipTextEncoderFactory(clip_path, device=str(torch_device))
+    options = segment_options_for(cfg, precision=precision)
+    return Predictor(
+        network,
+        cfg,
+        frame_encoder,
+        text_factory,
+        model_id=f"ovformer-{model}" if weights is None else f"ovformer-{model}:{Path(weights_path).name}",
+        training_classifier=checkpoint.text_classifier,
+        options=options,
+        cache_dir=ovformer_home(home) / "vocabularies",
+    )
