@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from ovformer_cli.dataset_cmd import dataset_app
+from ovformer_cli.evaluate_cmd import evaluate
 from ovformer_cli.segment_cmd import export, segment
 from ovformer_cli.vocab_cmd import vocab_encode
 from ovformer_core import __version__
@@ -35,6 +37,8 @@ def root(
 app.command("segment")(segment)
 app.command("export")(export)
 app.command("vocab-encode")(vocab_encode)
+app.command("evaluate")(evaluate)
+app.add_typer(dataset_app, name="dataset")
 
 
 def main() -> None:

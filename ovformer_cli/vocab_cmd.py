@@ -62,11 +62,14 @@ def vocab_encode(
     prompt_templates = read_templates(templates) if templates is not None else DEFAULT_TEMPLATES
     weights = resolve(OPENAI_VIT_B_32, explicit_path=clip_weights, progress=not quiet, flag="--clip-weights")
     factory = ClipTextEncoderFactory(weights, device=device.value)
+    encoder = factory()  # load the weights first: a bad file fails before any progress output
     if not quiet:
         stderr.print(
-            f"encoding {len(classes)} classes x {len(prompt_templates)} templates with {weights.name} on {device.value}"
+            f"encoding {len(classes)} classes x {len(prompt_templates)} templates "
+            f"with {weights.name} on {device.value}",
+            highlight=False,
         )
-    encoded = encode_classes(classes, factory(), factory.identity, prompt_templates)
+    encoded = encode_classes(classes, encoder, factory.identity, prompt_templates)
     encoded.save(output)
     if not quiet:
         stdout.print(f"wrote {output} ({encoded.num_classes} classes, {encoded.embed_dim}-d)", highlight=False)

@@ -9,7 +9,14 @@ buffer (``text_classifier_from_embeddings``).
 Text file format (``samples/vocab/*.txt``): one class per line; synonyms after commas
 (``dog, puppy``: class "dog", prompts for both); blank lines and ``#`` comments are ignored;
 underscores become spaces (``traffic_light`` = "traffic light"). Names must be unique
-case-insensitively across the whole vocabulary, synonyms included.
+case-insensitively across the whole vocabulary, synonyms included. An inline list
+(``"person,dog,car"``) is one class per comma, without synonyms. A dataset JSON contributes its
+``categories`` names in ascending id order.
+
+Default prompt templates (``DEFAULT_TEMPLATES``, replaceable by a templates file with one ``{}`` per
+line): "a photo of a {}.", "a photo of the {}.", "a photo of one {}.", "a photo of a small {}.",
+"a photo of a large {}.", "a close-up photo of a {}.", "a cropped photo of the {}.",
+"a blurry photo of a {}.", "a video frame showing a {}.".
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from torch import Tensor
 from ovformer_core.errors import OutputError, VocabularyError
 from ovformer_core.io.atomic import atomic_path
 from ovformer_core.io.precomputed import first_line
+from ovformer_core.weights import ovformer_home
 
 #: Default prompt templates, each with one ``{}`` for the class name. A short ensemble in the style of
 #: CLIP's ImageNet prompts: plain, size and quality variants, and a video-frame phrasing. More
@@ -366,6 +374,11 @@ def read_classes(spec: str | os.PathLike[str] | Sequence[str]) -> list[tuple[str
     if path.suffix in (VOCAB_SUFFIX, TEXT_SUFFIX, JSON_SUFFIX) or isinstance(spec, os.PathLike):
         raise VocabularyError(f"vocabulary file {path} does not exist; check the path")
     return classes_from_names(str(spec).split(","), source="inline vocabulary")
+
+
+def vocabulary_cache_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Default folder for cached encodings: ``<ovformer home>/vocab`` (see ``weights.ovformer_home``)."""
+    return ovformer_home(home) / "vocab"
 
 
 def vocabulary_cache_key(clip_model_id: str, templates: Sequence[str], classes: Sequence[Sequence[str]]) -> str:

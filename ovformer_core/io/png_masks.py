@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import av
@@ -112,7 +113,9 @@ def write_png_masks(folder: str | os.PathLike[str], result: VideoResult) -> Path
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=parent))
+        # Not tempfile.mkdtemp: its 0700 mode would stick to the final folder; mkdir honours the umask.
+        staging = parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
+        staging.mkdir()
     except OSError as err:
         raise OutputError(f"cannot write to {parent}: {err.strerror or err}; choose a writable location") from err
     try:

@@ -12,7 +12,9 @@ Typical use::
 
 Frame numbers (``indices``) always refer to the source: the n-th decoded frame of a video file or the
 n-th file of a frame folder (0-based, natural order), before stride, so they stay meaningful with
-``stride``/``start_time`` and can be written to results files.
+``stride``/``start_time`` and can be written to results files. After a seek (``start_time``) the
+first frame's number is recovered from its timestamp (``round(t * fps)``), which is exact for
+constant-frame-rate video and an estimate for variable-frame-rate video.
 """
 
 from __future__ import annotations
@@ -305,7 +307,8 @@ def _open_container(path: Path) -> av.container.InputContainer:
         raise VideoError(f"{path} does not exist; check the path") from err
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
         raise VideoError(
-            f"{path} is not a readable video or image ({_av_reason(err)}); pass a video, image or frame folder"
+            f"{path} is corrupt or not a video or image FFmpeg can read ({_av_reason(err)}); "
+            "pass a video, image or frame folder"
         ) from err
 
 
@@ -435,7 +438,7 @@ class VideoSource:
         count = max(0, -(-(stop - first) // opts.stride))
         return count if opts.max_frames is None else min(count, opts.max_frames)
 
-    def iter_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_frames(self) -> Generator[tuple[int, np.ndarray], None, None]:
         """Yield ``(frame_index, frame)`` for each selected frame, in order.
 
         ``frame_index`` is the source frame number; ``frame`` is uint8 RGB ``[H, W, 3]``.
@@ -500,17 +503,21 @@ class VideoSource:
         with BackgroundIterator(lambda: self._windows(window), max_ahead=prefetch) as windows:
             yield from windows
 
-    def _windows(self, window: int) -> Iterator[FrameWindow]:
+    def _windows(self, window: int) -> Generator[FrameWindow, None, None]:
         frames: list[np.ndarray] = []
         indices: list[int] = []
         start = 0
-        for index, frame in self.iter_frames():
-            frames.append(frame)
-            indices.append(index)
-            if len(frames) == window:
-                yield FrameWindow(start, np.stack(frames), np.asarray(indices, dtype=np.int64))
-                start += window
-                frames, indices = [], []
+        selected = self.iter_frames()
+        try:
+            for index, frame in selected:
+                frames.append(frame)
+                indices.append(index)
+                if len(frames) == window:
+                    yield FrameWindow(start, np.stack(frames), np.asarray(indices, dtype=np.int64))
+                    start += window
+                    frames, indices = [], []
+        finally:
+            selected.close()
         if frames:
             yield FrameWindow(start, np.stack(frames), np.asarray(indices, dtype=np.int64))
 

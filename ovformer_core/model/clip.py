@@ -305,16 +305,24 @@ def _as_frame_list(frames: Frames) -> list[np.ndarray]:
 
 
 class ClipTextEncoder(nn.Module):
-    """Prompts -> CLIP text embeddings (``encode_text`` output, not normalised)."""
+    """Prompts -> CLIP text embeddings (``encode_text`` output, not normalised).
+
+    Prompts are short (a class name in a template is ~10 of CLIP's 77 token slots). CLIP's text
+    tower is causal and pools the end-of-text token, so slots after it cannot change the result:
+    each batch runs only up to its longest prompt, with prompts sorted by length. Same function as
+    ``CLIP.encode_text``, several times faster.
+    """
 
     def __init__(self, model: CLIP, batch_size: int = 256) -> None:
         """Wrap an open_clip ``CLIP``; its BPE tokenizer ships inside open_clip (no download).
 
         Args:
-            model: the CLIP whose text tower encodes.
-            batch_size: prompts per ``encode_text`` call; memory vs. speed only.
+            model: the CLIP whose text tower encodes (OpenAI style: causal mask, end-of-text pooling).
+            batch_size: prompts per forward call; memory vs. speed only.
         """
         super().__init__()
+        if model.attn_mask is None or model.text_pool_type != "argmax":
+            raise ValueError("ClipTextEncoder needs an OpenAI-style CLIP text tower (causal, end-of-text pooling)")
         self.model = model
         self.batch_size = batch_size
         self.tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
@@ -329,12 +337,29 @@ class ClipTextEncoder(nn.Module):
         Returns:
             ``[N, D]`` float32 on CPU.
         """
-        param = next(self.model.parameters())
-        outputs = []
+        embed_dim = self.model.text_projection.shape[1]
+        if not prompts:
+            return torch.zeros(0, embed_dim)
+        tokens = self.tokenizer(list(prompts))  # [N, 77]; end-of-text has the highest token id
+        eot = tokens.argmax(dim=-1)
+        order = torch.argsort(eot, stable=True)
+        out = torch.empty(len(prompts), embed_dim)
         for start in range(0, len(prompts), self.batch_size):
-            tokens = self.tokenizer(list(prompts[start : start + self.batch_size])).to(param.device)
-            outputs.append(self.model.encode_text(tokens).float().cpu())
-        return torch.cat(outputs) if outputs else torch.zeros(0, self.model.text_projection.shape[1])
+            rows = order[start : start + self.batch_size]
+            length = int(eot[rows].max()) + 1
+            out[rows] = self._encode(tokens[rows, :length], eot[rows]).float().cpu()
+        return out
+
+    def _encode(self, tokens: Tensor, eot: Tensor) -> Tensor:
+        """``CLIP.encode_text`` on ``[B, L]`` tokens cut after the last end-of-text; returns ``[B, D]``."""
+        model = self.model
+        param = next(model.parameters())
+        tokens, eot = tokens.to(param.device), eot.to(param.device)
+        length = tokens.shape[1]
+        x = model.token_embedding(tokens).to(param.dtype) + model.positional_embedding[:length].to(param.dtype)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)
+        return x[torch.arange(x.shape[0], device=x.device), eot] @ model.text_projection
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,11 @@ def test_rewrite_replaces_own_folder_but_not_foreign_ones(tmp_path: Path, make_r
     assert "\n" not in str(excinfo.value) and "documents" in str(excinfo.value)
     assert (tmp_path / "documents" / "thesis.txt").read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["documents", "masks"]
+
+
+def test_mask_folder_permissions_follow_the_umask(tmp_path: Path, make_result: Callable) -> None:
+    result, _ = make_result(num_frames=1)
+    folder = write_png_masks(tmp_path / "masks", result)
+    reference = tmp_path / "plain"
+    reference.mkdir()
+    assert folder.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777

@@ -230,7 +230,7 @@ def test_error_not_a_video(tmp_path: Path) -> None:
     (tmp_path / "notes.mp4").write_text("just some text\n" * 20)
     with pytest.raises(VideoError) as excinfo:
         open_source(tmp_path / "notes.mp4")
-    _one_line_error(excinfo, "notes.mp4", "not a readable video")
+    _one_line_error(excinfo, "notes.mp4", "not a video or image FFmpeg can read")
 
 
 def test_error_truncated_video(tmp_path: Path, make_video: Callable[..., np.ndarray]) -> None:

@@ -132,6 +132,15 @@ def test_text_encoder_batches_agree() -> None:
     assert not torch.allclose(full[0], full[1])
 
 
+def test_truncated_text_encoding_equals_encode_text_on_vit_b_32(vit_b_32: tuple) -> None:
+    model, _ = vit_b_32
+    prompts = ["a photo of a dog.", "a close-up photo of a peeler (tool for fruit and vegetables).", "car"]
+    ours = ClipTextEncoder(model, batch_size=2)(prompts)
+    with torch.inference_mode():
+        theirs = model.encode_text(open_clip.get_tokenizer("ViT-B-32")(prompts))
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=EMBED_ATOL)
+
+
 def test_openai_archive_loads_like_open_clip(tmp_path: Path) -> None:
     model = tiny_clip(seed=5)
     archive = save_openai_archive(model, tmp_path / "ViT-tiny.pt")
@@ -173,6 +182,7 @@ class _Evil:
         return (shutil.rmtree, ("/nonexistent-ovformer-test",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_bad_weight_files_are_one_line_errors(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00not a checkpoint" * 10)
