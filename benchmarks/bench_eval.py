@@ -76,7 +76,7 @@ def _plain_avg_area(areas: list[Any], rule: str) -> float:
 def _plain_seq_iou(dt_segs: list[Any], gt_segs: list[Any]) -> float:
     inter = 0.0
     union = 0.0
-    for d, g in zip(dt_segs, gt_segs):
+    for d, g in zip(dt_segs, gt_segs, strict=False):  # the official zip stops at the shorter
         if d and g:
             inter += mask_utils.area(mask_utils.merge([d, g], True))
             union += mask_utils.area(mask_utils.merge([d, g], False))
@@ -145,9 +145,7 @@ def plain_evaluate(gt: dict[str, Any], results: list[dict[str, Any]], benchmark:
                 if not g_list and not d_list:
                     evals[k, a, vi] = None
                     continue
-                g_ignore = [
-                    (crowd_ignored and g["crowd"]) or g["avg_area"] < lo or g["avg_area"] > hi for g in g_list
-                ]
+                g_ignore = [(crowd_ignored and g["crowd"]) or g["avg_area"] < lo or g["avg_area"] > hi for g in g_list]
                 g_order = sorted(range(len(g_list)), key=lambda j: g_ignore[j])
                 d_sorted = sorted(d_list, key=lambda d: -d["score"])[:max_det]
                 num_t = len(thresholds)

@@ -26,7 +26,9 @@ dataset_app = typer.Typer(
     no_args_is_help=True,
 )
 
-AnnPath = Annotated[Path, typer.Argument(help="An annotation file (COCO/LVIS or YouTube-VIS/LV-VIS).", metavar="ANN.json")]
+AnnPath = Annotated[
+    Path, typer.Argument(help="An annotation file (COCO/LVIS or YouTube-VIS/LV-VIS).", metavar="ANN.json")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")]
 
 
@@ -85,7 +87,9 @@ def drop_novel(
 def cat_info(
     ann: AnnPath,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the category list.", metavar="OUT.json")],
-    add_freq: Annotated[bool, typer.Option("--add-freq", help="Also set 'frequency' (LVIS r/c/f, LV-VIS b/n).")] = False,
+    add_freq: Annotated[
+        bool, typer.Option("--add-freq", help="Also set 'frequency' (LVIS r/c/f, LV-VIS b/n).")
+    ] = False,
     rare_below: Annotated[int, typer.Option(help="LVIS: rare below this many images.")] = LVIS_RARE_BELOW,
     common_below: Annotated[int, typer.Option(help="LVIS: common below this many images.")] = LVIS_COMMON_BELOW,
     quiet: QuietOption = False,
@@ -100,7 +104,9 @@ def cat_info(
 @dataset_app.command("split-results")
 @user_errors
 def split_results(
-    gt: Annotated[Path, typer.Option("--gt", help="LV-VIS ground truth (categories with 'partition').", metavar="GT.json")],
+    gt: Annotated[
+        Path, typer.Option("--gt", help="LV-VIS ground truth (categories with 'partition').", metavar="GT.json")
+    ],
     results: Annotated[Path, typer.Option("--results", help="YouTube-VIS format results.", metavar="RESULTS.json")],
     base_out: Annotated[Path, typer.Option("--base-out", help="Results of base categories.", metavar="BASE.json")],
     novel_out: Annotated[Path, typer.Option("--novel-out", help="Results of novel categories.", metavar="NOVEL.json")],
@@ -111,4 +117,6 @@ def split_results(
     _write_json(base_out, base)
     _write_json(novel_out, novel)
     if not quiet:
-        stdout.print(f"{len(base)} base results -> {base_out}; {len(novel)} novel results -> {novel_out}", highlight=False)
+        stdout.print(
+            f"{len(base)} base results -> {base_out}; {len(novel)} novel results -> {novel_out}", highlight=False
+        )

@@ -57,6 +57,9 @@ class PixelDecoderConfig:
     ffn_dim: int = 1024  # hard-coded in MSDeformAttnPixelDecoder
     common_stride: int = 4  # SEM_SEG_HEAD.COMMON_STRIDE
     num_deformable_levels: int = 3  # DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = res3..res5
+    # Sampling implementation (same function): "reference" = official grid_sample fallback,
+    # "gather" = embedding_bag fast path, "auto" = gather on CPU, reference elsewhere.
+    deform_attn_impl: Literal["reference", "gather", "auto"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -255,7 +255,7 @@ def load_model(
     )
     clip = load_clip(clip_path).eval()
     frame_encoder = ClipFrameEncoder.from_clip(clip).to(torch_device)
-    text_factory = ClipTextEncoderFactory(clip_path, device=str(torch_device))
+    text_factory = ClipTextEncoderFactory(clip_path, device=str(torch_device), preloaded=clip)
     options = segment_options_for(cfg, precision=precision)
     return Predictor(
         network,

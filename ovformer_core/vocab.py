@@ -371,14 +371,18 @@ def read_classes(spec: str | os.PathLike[str] | Sequence[str]) -> list[tuple[str
                 f"cannot read vocabulary file {path} ({type(err).__name__}); pass a UTF-8 text file, one class per line"
             ) from None
         return parse_vocabulary_text(text, source=str(path))
-    if path.suffix in (VOCAB_SUFFIX, TEXT_SUFFIX, JSON_SUFFIX) or isinstance(spec, os.PathLike):
-        raise VocabularyError(f"vocabulary file {path} does not exist; check the path")
+    # A single comma-free entry with a separator or a vocabulary suffix is a mistyped path, not a class.
+    looks_like_path = "," not in str(spec) and ("/" in str(spec) or os.sep in str(spec))
+    if path.suffix in (VOCAB_SUFFIX, TEXT_SUFFIX, JSON_SUFFIX) or isinstance(spec, os.PathLike) or looks_like_path:
+        raise VocabularyError(
+            f"vocabulary file {path} does not exist; check the path (or give class names separated by commas)"
+        )
     return classes_from_names(str(spec).split(","), source="inline vocabulary")
 
 
 def vocabulary_cache_dir(home: str | os.PathLike[str] | None = None) -> Path:
-    """Default folder for cached encodings: ``<ovformer home>/vocab`` (see ``weights.ovformer_home``)."""
-    return ovformer_home(home) / "vocab"
+    """Default folder for cached encodings: ``<ovformer home>/vocabularies`` (see ``weights.ovformer_home``)."""
+    return ovformer_home(home) / "vocabularies"
 
 
 def vocabulary_cache_key(clip_model_id: str, templates: Sequence[str], classes: Sequence[Sequence[str]]) -> str:

@@ -114,6 +114,9 @@ def test_read_classes_specs(tmp_path: Path) -> None:
         read_classes(tmp_path / "missing.txt")
     with pytest.raises(VocabularyError, match="does not exist"):
         read_classes("missing.vocab")
+    with pytest.raises(VocabularyError, match="does not exist"):
+        read_classes(str(tmp_path / "classes.vocab.old"))
+    assert read_classes("wiper (for windshield/screen),dog") == [("wiper (for windshield/screen)",), ("dog",)]
     with pytest.raises(VocabularyError, match="appears twice"):
         read_classes("dog,cat,dog")
     with pytest.raises(VocabularyError, match="empty name"):

@@ -115,9 +115,7 @@ def accumulate(
         kept = np.flatnonzero(dets.rank < max_det)
         # Official pooling: per category, results of all videos by descending score with a stable sort
         # over the concatenation in ascending video id, each video's results in rank order.
-        order = kept[
-            np.lexsort((dets.rank[kept], dets.video[kept], -dets.score[kept], dets.category[kept]))
-        ]
+        order = kept[np.lexsort((dets.rank[kept], dets.video[kept], -dets.score[kept], dets.category[kept]))]
         category = dets.category[order]
         score = dets.score[order]
         num_cols = len(order)
@@ -159,9 +157,7 @@ def accumulate(
             at_start = (need == 0) & (seg_len[None, :, None] > 0)
             found = by_count | at_start
             safe_flat = np.clip(flat, 0, max(len(tp_positions) - 1, 0))
-            col_from_tp = (
-                tp_positions[safe_flat] - t_idx[:, None, None] * num_cols if len(tp_positions) else safe_flat
-            )
+            col_from_tp = tp_positions[safe_flat] - t_idx[:, None, None] * num_cols if len(tp_positions) else safe_flat
             col = np.where(at_start, seg_start[None, :, None], col_from_tp)
             col = np.clip(col, 0, max(num_cols - 1, 0))
             if num_cols:

@@ -174,9 +174,7 @@ def check_results(results: list[Any], gt: GroundTruth) -> Detections:
         category=np.array(categories, dtype=np.int64),
         score=np.array(scores, dtype=np.float64),
         file_index=np.array(file_index, dtype=np.int64),
-        masks=FlatMasks(
-            rles=rles, frame=np.array(frames, dtype=np.int64), area=areas, track_start=track_start_arr
-        ),
+        masks=FlatMasks(rles=rles, frame=np.array(frames, dtype=np.int64), area=areas, track_start=track_start_arr),
         num_results=len(results),
         num_unknown_category=unknown_category,
     )

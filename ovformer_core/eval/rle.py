@@ -57,8 +57,7 @@ def normalise_segmentation(seg: Any, height: int, width: int, allow_polygons: bo
         raise SegmentationError(f"has a bad RLE 'size' {size!r}; expected [height, width]")
     if size[0] != height or size[1] != width:
         raise SegmentationError(
-            f"has mask size {size[0]}x{size[1]} but the video is {height}x{width}; "
-            "masks must have the video's size"
+            f"has mask size {size[0]}x{size[1]} but the video is {height}x{width}; masks must have the video's size"
         )
     counts = seg["counts"]
     if isinstance(counts, str):
@@ -74,9 +73,7 @@ def normalise_segmentation(seg: Any, height: int, width: int, allow_polygons: bo
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
             raise SegmentationError("has a bad uncompressed RLE: counts must be non-negative integers")
         if sum(counts) != height * width:
-            raise SegmentationError(
-                f"has a bad uncompressed RLE: runs add up to {sum(counts)}, not {height}x{width}"
-            )
+            raise SegmentationError(f"has a bad uncompressed RLE: runs add up to {sum(counts)}, not {height}x{width}")
         return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
     raise SegmentationError(f"has a bad RLE: 'counts' is a {type(counts).__name__}")
 

@@ -23,7 +23,7 @@ from ovformer_core.eval.ground_truth import GroundTruth, load_ground_truth
 from ovformer_core.eval.matching import greedy_match
 from ovformer_core.eval.results_check import Detections, check_results, load_results
 from ovformer_core.eval.summary import EvalResult, summary_stats
-from ovformer_core.eval.video_iou import video_ious
+from ovformer_core.eval.video_iou import block_ious
 
 
 class EvaluationWarning(UserWarning):
@@ -152,9 +152,7 @@ def evaluate(
 
     num_regular_gt = np.zeros((num_categories, num_areas), dtype=np.int64)
     for a in range(num_areas):
-        num_regular_gt[:, a] = np.bincount(
-            ground_truth.track_category[~gt_ignore[a]], minlength=num_categories
-        )
+        num_regular_gt[:, a] = np.bincount(ground_truth.track_category[~gt_ignore[a]], minlength=num_categories)
     acc = accumulate(
         MatchedDetections(
             category=dets.category[kept],
@@ -238,25 +236,31 @@ def _match_into(
     det_hi = np.searchsorted(det_key, pair_keys, side="right")
     pair_video = pair_keys // num_categories
 
-    det_area_sums = dets.masks.track_area_sums()
-    gt_area_sums = gt.masks.track_area_sums()
+    # One IoU matrix per video holding pairs (all its pairs together), then each pair's block of it.
+    videos, pair_block = np.unique(pair_video, return_inverse=True)
+    det_cols = np.concatenate([np.arange(det_lo[p], det_hi[p]) for p in range(len(pair_keys))])
+    gt_cols = np.concatenate([np.arange(gt_lo[p], gt_hi[p]) for p in range(len(pair_keys))])
+    det_pair = np.repeat(np.arange(len(pair_keys)), det_hi - det_lo)
+    gt_pair = np.repeat(np.arange(len(pair_keys)), gt_hi - gt_lo)
+    blocks = block_ious(
+        dets.masks,
+        kept[det_cols],
+        pair_block[det_pair],
+        gt.masks,
+        gt_order[gt_cols],
+        pair_block[gt_pair],
+        len(videos),
+    )
     pair_ious: list[np.ndarray] = []
-    video_bounds = np.flatnonzero(np.concatenate([[True], pair_video[1:] != pair_video[:-1], [True]]))
-    for v0, v1 in zip(video_bounds[:-1], video_bounds[1:], strict=True):
-        # One IoU matrix per video (all its pairs), then each pair's same-category block.
-        det_cols = np.concatenate([np.arange(det_lo[p], det_hi[p]) for p in range(v0, v1)])
-        gt_cols = np.concatenate([np.arange(gt_lo[p], gt_hi[p]) for p in range(v0, v1)])
-        block = video_ious(
-            dets.masks, det_area_sums, kept[det_cols], gt.masks, gt_area_sums, gt_order[gt_cols]
-        )
-        d_off = 0
-        g_off = 0
-        for p in range(v0, v1):
-            d_n = det_hi[p] - det_lo[p]
-            g_n = gt_hi[p] - gt_lo[p]
-            pair_ious.append(block[d_off : d_off + d_n, g_off : g_off + g_n])
-            d_off += d_n
-            g_off += g_n
+    row_in_block = np.zeros(len(videos), dtype=np.int64)
+    col_in_block = np.zeros(len(videos), dtype=np.int64)
+    for p in range(len(pair_keys)):
+        b = pair_block[p]
+        d_n, g_n = det_hi[p] - det_lo[p], gt_hi[p] - gt_lo[p]
+        r0, c0 = row_in_block[b], col_in_block[b]
+        pair_ious.append(blocks[b][r0 : r0 + d_n, c0 : c0 + g_n])
+        row_in_block[b] += d_n
+        col_in_block[b] += g_n
 
     pair_gts = [gt_order[gt_lo[p] : gt_hi[p]] for p in range(len(pair_keys))]
     matches = greedy_match(

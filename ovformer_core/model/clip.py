@@ -19,7 +19,7 @@ import pickle
 import warnings
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +159,7 @@ def read_clip_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the format
                 state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-        elif path.suffix == ".safetensors":
+        elif path.suffix == ".safetensors" or _is_safetensors(path):
             state = load_safetensors(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -191,7 +191,10 @@ def load_clip(path: str | os.PathLike[str], quick_gelu: bool = True) -> CLIP:
     """
     state = read_clip_state_dict(path)
     model = build_clip(infer_clip_architecture(state, quick_gelu=quick_gelu))
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that contradict each other (a hand-edited state dict)
+        raise CheckpointError(f"CLIP weights {path} do not fit a ViT CLIP ({first_line(err)})") from None
     if result.missing_keys or result.unexpected_keys:
         parts = []
         if result.missing_keys:
@@ -200,6 +203,13 @@ def load_clip(path: str | os.PathLike[str], quick_gelu: bool = True) -> CLIP:
             parts.append(f"unexpected {', '.join(result.unexpected_keys[:4])}")
         raise CheckpointError(f"CLIP weights {path} do not fit a ViT CLIP ({'; '.join(parts)})")
     return model.eval()
+
+
+def _is_safetensors(path: Path) -> bool:
+    with path.open("rb") as handle:
+        head = handle.read(9)
+    # safetensors: 8-byte little-endian header length, then the JSON header.
+    return len(head) == 9 and head[8:9] == b"{"
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -373,6 +383,8 @@ class ClipTextEncoderFactory:
     weights: Path
     device: str = "cpu"
     quick_gelu: bool = True
+    #: The same weights already loaded (e.g. for the frame encoder): reused instead of read again.
+    preloaded: CLIP | None = field(default=None, compare=False, repr=False)
 
     @property
     def identity(self) -> str:
@@ -381,8 +393,9 @@ class ClipTextEncoderFactory:
         return f"{self.weights.name}#{fingerprint(self.weights)}{activation}"
 
     def __call__(self) -> ClipTextEncoder:
-        """Load the weights and return the text encoder on ``device``."""
-        return ClipTextEncoder(load_clip(self.weights, quick_gelu=self.quick_gelu).to(self.device))
+        """Load the weights (unless preloaded) and return the text encoder on ``device``."""
+        model = self.preloaded if self.preloaded is not None else load_clip(self.weights, quick_gelu=self.quick_gelu)
+        return ClipTextEncoder(model.to(self.device))
 
 
 class FrameEmbeddingCache:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ovformer_core.config import PixelDecoderConfig
-from ovformer_core.model.deform_attn import MSDeformAttn
+from ovformer_core.model.deform_attn import DeformAttnImpl, MSDeformAttn
 from ovformer_core.model.layers import Conv2dNorm, sine_position_encoding
 
 
@@ -34,9 +34,11 @@ class PixelDecoderOutput:
 class DeformableEncoderLayer(nn.Module):
     """Deformable self-attention then FFN, both post-norm."""
 
-    def __init__(self, dim: int, ffn_dim: int, num_levels: int, num_heads: int, num_points: int) -> None:
+    def __init__(
+        self, dim: int, ffn_dim: int, num_levels: int, num_heads: int, num_points: int, impl: DeformAttnImpl
+    ) -> None:
         super().__init__()
-        self.self_attn = MSDeformAttn(dim, num_levels, num_heads, num_points)
+        self.self_attn = MSDeformAttn(dim, num_levels, num_heads, num_points, impl)
         self.norm1 = nn.LayerNorm(dim)
         self.linear1 = nn.Linear(dim, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, dim)
@@ -86,7 +88,7 @@ class PixelDecoder(nn.Module):
         )
         self.level_embed = nn.Parameter(torch.zeros(levels, dim))
         self.encoder_layers = nn.ModuleList(
-            DeformableEncoderLayer(dim, cfg.ffn_dim, levels, cfg.num_heads, cfg.num_points)
+            DeformableEncoderLayer(dim, cfg.ffn_dim, levels, cfg.num_heads, cfg.num_points, cfg.deform_attn_impl)
             for _ in range(cfg.num_encoder_layers)
         )
         # stored high resolution first (official adapter_1 / layer_1 is the stride-4 level)

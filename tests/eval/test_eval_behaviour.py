@@ -95,9 +95,7 @@ def test_polygon_and_uncompressed_ground_truth_equal_compressed() -> None:
     polygon = [[2.0, 2.0, 12.0, 2.0, 12.0, 10.0, 2.0, 10.0]]
     rasterised = mask_utils.merge(mask_utils.frPyObjects(polygon, 20, 30))
     compressed = tiny_dataset()
-    compressed["annotations"][0]["segmentations"] = [
-        {"size": [20, 30], "counts": rasterised["counts"].decode()}
-    ] * 3
+    compressed["annotations"][0]["segmentations"] = [{"size": [20, 30], "counts": rasterised["counts"].decode()}] * 3
     other = copy.deepcopy(compressed)
     other["annotations"][0]["segmentations"] = [polygon, polygon, polygon]
     other["annotations"][1]["segmentations"] = [

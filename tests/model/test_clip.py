@@ -162,7 +162,8 @@ def test_state_dict_files_load_exactly(tmp_path: Path) -> None:
     model = tiny_clip(seed=6)
     wrapped = {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}
     torch.save(wrapped, tmp_path / "epoch_1.pt")  # an open_clip training checkpoint
-    for path in (save_safetensors(model, tmp_path / "tiny.safetensors"), tmp_path / "epoch_1.pt"):
+    renamed = save_safetensors(model, tmp_path / "tiny.bin")  # safetensors recognised by content too
+    for path in (save_safetensors(model, tmp_path / "tiny.safetensors"), tmp_path / "epoch_1.pt", renamed):
         loaded = load_clip(path)
         for name, value in model.state_dict().items():
             assert torch.equal(loaded.state_dict()[name], value), name
@@ -221,3 +222,7 @@ def test_factory_identity_follows_content(tmp_path: Path) -> None:
     assert ClipTextEncoderFactory(first).identity != ClipTextEncoderFactory(first, quick_gelu=False).identity
     encoder = ClipTextEncoderFactory(first)()
     assert encoder(["a dog"]).shape == (1, 512)
+    preloaded = load_clip(first)
+    reused = ClipTextEncoderFactory(first, preloaded=preloaded)
+    assert reused.identity == ClipTextEncoderFactory(first).identity and reused().model is preloaded
+    assert torch.equal(reused()(["a dog"]), encoder(["a dog"]))
