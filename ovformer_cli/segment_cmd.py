@@ -135,17 +135,27 @@ def run_one(predictor, source, vocabulary, options, spec, quiet: bool):  # noqa:
 @user_errors
 def segment(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Videos (mp4, avi, mkv, webm, mov...), frame folders, images, or globs.", metavar="INPUT..."
         ),
-    ],
+    ] = None,
     vocab: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--vocab", "-v", help="Categories: a .txt (one per line, synonyms after commas), a .vocab, or 'a,b,c'."
         ),
-    ],
+    ] = None,
+    dataset: Annotated[
+        Path | None,
+        typer.Option("--dataset", help="Run a whole YouTube-VIS-format split (its categories are the vocabulary)."),
+    ] = None,
+    frames_root: Annotated[
+        Path | None, typer.Option("--frames-root", help="Folder the dataset's file_names are relative to.")
+    ] = None,
+    results: Annotated[
+        Path | None, typer.Option("--results", help="Results file of --dataset (default: OUT_DIR/results.json).")
+    ] = None,
     model: Annotated[
         str, typer.Option("--model", "-m", help="r50-lvvis | swinb-lvvis | r50-lvis | swinb-lvis")
     ] = "r50-lvvis",
@@ -189,6 +199,27 @@ def segment(
     from ovformer_core.io.video import ReadOptions, expand_inputs, open_source
     from ovformer_core.predictor import load_model, segment_options_for
 
+    if dataset is not None:
+        if inputs:
+            raise OVFormerError("give either input videos or --dataset, not both")
+        if frames_root is None:
+            raise OVFormerError("--dataset needs --frames-root, the folder its file_names are relative to")
+        split_options = {"top_k": top_k, "min_size": min_size, "window": window, "precision": precision.value}
+        run_split(
+            dataset,
+            frames_root,
+            results or out_dir / "results.json",
+            model,
+            weights,
+            clip_weights,
+            device,
+            offline,
+            quiet,
+            split_options,
+        )
+        return
+    if not inputs or vocab is None:
+        raise OVFormerError("give input videos and --vocab (or --dataset with --frames-root)")
     extras = list(dict.fromkeys(extras or []))
     specs = expand_inputs(inputs)
     read_options = ReadOptions(stride=stride, max_frames=max_frames, start_time=start, end_time=end)
@@ -258,6 +289,71 @@ def segment(
             for failure in summary["failed"]:
                 stderr.print(f"  {failure['input']}: {failure['error']}", highlight=False)
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def run_split(
+    dataset_path: Path,
+    frames_root: Path,
+    results_path: Path,
+    model: str,
+    weights: Path | None,
+    clip_weights: Path | None,
+    device: str | None,
+    offline: bool,
+    quiet: bool,
+    overrides: dict,
+) -> None:
+    """Whole-split inference, sharded over ``torchrun`` ranks when launched with it."""
+    import torch
+    import torch.distributed as dist
+
+    from ovformer_core.inference.dataset import merge_parts, read_dataset, segment_split
+    from ovformer_core.predictor import load_model, segment_options_for
+
+    data = read_dataset(dataset_path)
+    if not frames_root.is_dir():
+        raise OVFormerError(f"frames root {frames_root} is not a folder; check --frames-root")
+    check_writable(results_path.parent)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    distributed = world_size > 1
+    if distributed:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        use_cuda = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        if use_cuda:
+            device = f"cuda:{local_rank}"
+    try:
+        predictor = load_model(
+            model, weights, clip_weights, device=device, allow_download=not offline, progress=not quiet and rank == 0
+        )
+        window = overrides.pop("window")
+        if window is not None:
+            overrides["clip_length"] = window
+        options = segment_options_for(predictor.cfg, score_threshold=0.0, **overrides)
+        share = data.videos[rank::world_size]
+        columns = (TextColumn("rank {task.fields[rank]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=stderr, disable=quiet, transient=True) as progress:
+            task = progress.add_task("split", total=len(share), rank=rank)
+            segment_split(
+                predictor,
+                data,
+                frames_root,
+                results_path,
+                options,
+                rank,
+                world_size,
+                on_video=lambda video, skipped: progress.advance(task),
+            )
+        if distributed:
+            dist.barrier()
+        if rank == 0:
+            count = merge_parts(data, results_path)
+            if not quiet:
+                stdout.print(f"wrote {results_path} ({count} results for {len(data.videos)} videos)", highlight=False)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
 
 
 @user_errors

@@ -190,10 +190,11 @@ class Predictor:
         vocabulary: VocabularySpec,
         read_options: ReadOptions | None = None,
         options: SegmentOptions | None = None,
+        video_id: int | None = None,
     ) -> VideoResult:
         """Segment, track and name every object of the vocabulary's classes in a video."""
         result = None
-        for item in self.iter_segment(source, vocabulary, read_options, options):
+        for item in self.iter_segment(source, vocabulary, read_options, options, video_id=video_id):
             result = item
         assert isinstance(result, VideoResult)
         return result

@@ -53,24 +53,29 @@ class Accumulated:
     scores: np.ndarray
 
 
-def _reverse_cummax_by_segment(values: np.ndarray, segment: np.ndarray, num_segments: int) -> np.ndarray:
-    """Running maximum from the right within each segment of columns, exactly.
+def _envelope_at(pr: np.ndarray, col: np.ndarray, found: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Interpolated precision: ``max(pr[t, col[t, k, r] : end[k]])`` where ``found``, else 0.
+
+    ``col`` is non-decreasing along r, so the maximum from each position to the segment end is the
+    running maximum (from the right) of the maxima of the chunks between consecutive positions; one
+    ``maximum.reduceat`` gives every chunk. Exact: floats are only compared.
 
     Args:
-        values: float ``[T, N]``.
-        segment: int ``[N]`` non-decreasing segment id of each column.
-
-    Values are replaced by their ranks and each segment is lifted above every later one, so a single
-    ``maximum.accumulate`` never carries a value across segments and no float is ever altered.
+        pr: float ``[T, N]`` precision of each pooled result.
+        col: int ``[T, K, R]`` first result reaching each recall point.
+        found: bool ``[T, K, R]``; False where the recall point is never reached.
+        end: int ``[K]`` end (exclusive) of each category's results.
     """
-    if values.size == 0:
-        return values.copy()
-    distinct, rank = np.unique(values, return_inverse=True)
-    rank = rank.reshape(values.shape)
-    lift = (num_segments - 1 - segment) * len(distinct)
-    lifted = rank + lift[None, :]
-    envelope = np.maximum.accumulate(lifted[:, ::-1], axis=1)[:, ::-1] - lift[None, :]
-    return distinct[envelope]
+    num_thr, num_cols = pr.shape
+    row_start = (np.arange(num_thr) * num_cols)[:, None, None]
+    ends = np.broadcast_to(end[None, :, None], (num_thr, len(end), 1))
+    # Unreached points start their (discarded) chunk at the segment end, so reached chunks stop there.
+    bounds = row_start + np.concatenate([np.where(found, col, ends), ends], axis=2)  # [T, K, R + 1]
+    values = np.concatenate([pr.ravel(), [-np.inf]])  # the sentinel makes index T * N valid
+    chunk_max = np.maximum.reduceat(values, bounds.ravel()).reshape(bounds.shape)[:, :, :-1]
+    chunk_max = np.where(found, chunk_max, -np.inf)
+    envelope = np.maximum.accumulate(chunk_max[:, :, ::-1], axis=2)[:, :, ::-1]
+    return np.where(found, envelope, 0.0)
 
 
 def _tp_count_for_recall(recall_thresholds: np.ndarray, num_gt: np.ndarray) -> np.ndarray:
@@ -94,6 +99,12 @@ def accumulate(
 ) -> Accumulated:
     """Interpolated precision, recall and scores per (threshold, category, area range, max dets).
 
+    Per category k (results of all videos pooled by descending score): cumulative TP/FP counts over
+    non-ignored results, precision = TP / (TP + FP + eps) made non-increasing from the right, and for
+    each recall point the precision and score at the first result whose recall reaches it (0 past the
+    last); recall = final TP / number of non-ignored ground-truth tracks. Categories without such
+    ground truth stay -1.
+
     Args:
         dets: matched results.
         num_regular_gt: int ``[K, A]`` non-ignored ground-truth tracks per category and area range.
@@ -103,13 +114,17 @@ def accumulate(
     num_thr = len(params.iou_thresholds)
     num_rec = len(params.recall_thresholds)
     num_areas = len(params.area_ranges)
-    num_max = len(params.max_dets)
     k_all = np.arange(num_categories)
     recall_thr = np.asarray(params.recall_thresholds, dtype=np.float64)
-    precision = -np.ones((num_thr, num_rec, num_categories, num_areas, num_max))
-    recall = -np.ones((num_thr, num_categories, num_areas, num_max))
-    scores = -np.ones((num_thr, num_rec, num_categories, num_areas, num_max))
-    t_idx = np.arange(num_thr)
+    # Filled as [A, M, T, K, R] (contiguous writes), handed out as the official [T, R, K, A, M] view.
+    shape = (num_areas, len(params.max_dets), num_thr, num_categories)
+    precision = np.full((*shape, num_rec), -1.0)
+    scores = np.full((*shape, num_rec), -1.0)
+    recall = np.full(shape, -1.0)
+    t_idx = np.arange(num_thr)[:, None, None]
+    need_by_area = [
+        _tp_count_for_recall(recall_thr, num_regular_gt[num_regular_gt[:, a] > 0, a]) for a in range(num_areas)
+    ]
 
     for m, max_det in enumerate(params.max_dets):
         kept = np.flatnonzero(dets.rank < max_det)
@@ -118,54 +133,47 @@ def accumulate(
         order = kept[np.lexsort((dets.rank[kept], dets.video[kept], -dets.score[kept], dets.category[kept]))]
         category = dets.category[order]
         score = dets.score[order]
-        num_cols = len(order)
         seg_start = np.searchsorted(category, k_all, side="left")
         seg_end = np.searchsorted(category, k_all, side="right")
-        seg_len = seg_end - seg_start
         for a in range(num_areas):
-            num_gt = num_regular_gt[:, a]
-            valid = num_gt > 0
-            if not valid.any():
+            valid = np.flatnonzero(num_regular_gt[:, a] > 0)
+            if valid.size == 0:
                 continue
-            matched = dets.matched[a][:, order]
+            num_gt = num_regular_gt[valid, a]
             ignored = dets.ignored[a][:, order]
-            tps = matched & ~ignored
-            fps = ~matched & ~ignored
-            tp_cum = np.cumsum(tps, axis=1, dtype=np.int64)
-            fp_cum = np.cumsum(fps, axis=1, dtype=np.int64)
-            padded_tp = np.concatenate([np.zeros((num_thr, 1), dtype=np.int64), tp_cum], axis=1)
-            padded_fp = np.concatenate([np.zeros((num_thr, 1), dtype=np.int64), fp_cum], axis=1)
-            tp_before = padded_tp[:, seg_start]  # [T, K]
-            tp_in_seg = padded_tp[:, seg_end] - tp_before
-            tp = (tp_cum - tp_before[:, category]).astype(np.float64)
-            fp = (fp_cum - padded_fp[:, seg_start][:, category]).astype(np.float64)
-            safe_gt = np.where(valid, num_gt, 1)
-            rc = tp / safe_gt[category][None, :]
+            tps = dets.matched[a][:, order] & ~ignored
+            fps = ~dets.matched[a][:, order] & ~ignored
+            padded_tp = np.zeros((num_thr, len(order) + 1), dtype=np.int64)
+            padded_fp = np.zeros((num_thr, len(order) + 1), dtype=np.int64)
+            np.cumsum(tps, axis=1, out=padded_tp[:, 1:])
+            np.cumsum(fps, axis=1, out=padded_fp[:, 1:])
+            # Counts restart at each category: subtract what precedes the category's segment.
+            tp = (padded_tp[:, 1:] - padded_tp[:, seg_start][:, category]).astype(np.float64)
+            fp = (padded_fp[:, 1:] - padded_fp[:, seg_start][:, category]).astype(np.float64)
             pr = tp / (fp + tp + _EPS)
-            envelope = _reverse_cummax_by_segment(pr, category, num_categories)
 
-            last = np.where(seg_len > 0, seg_end - 1, 0)
-            rec = np.where(seg_len[None, :] > 0, rc[:, last] if num_cols else 0.0, 0.0)
-            recall[:, valid, a, m] = rec[:, valid]
+            start, end = seg_start[valid], seg_end[valid]
+            tp_before = padded_tp[:, start]  # [T, Kv]
+            tp_in_seg = padded_tp[:, end] - tp_before
+            recall[a, m][:, valid] = np.where(end > start, tp_in_seg.astype(np.float64) / num_gt, 0.0)
 
-            # Precision at recall point r = envelope at the first result whose recall reaches r.
-            need = _tp_count_for_recall(recall_thr, safe_gt)[None, :, :]  # [1, K, R]
-            tp_positions = np.flatnonzero(tps.ravel())  # row-major: row t then column
-            row_offset = np.concatenate([[0], np.cumsum(tps.sum(axis=1))])[:num_thr]
-            flat = row_offset[:, None, None] + tp_before[:, :, None] + need - 1  # [T, K, R]
+            # First result whose recall reaches each recall point: where the TP count reaches `need`.
+            need = need_by_area[a][None, :, :]  # [1, Kv, R]
+            tp_positions = np.flatnonzero(tps.ravel())  # row-major: row t, then column
+            row_offset = np.concatenate([[0], np.cumsum(tps.sum(axis=1))])[:num_thr, None, None]
+            nth_tp = row_offset + tp_before[:, :, None] + need - 1
             by_count = (need >= 1) & (need <= tp_in_seg[:, :, None])
-            at_start = (need == 0) & (seg_len[None, :, None] > 0)
+            at_start = (need == 0) & (end > start)[None, :, None]
             found = by_count | at_start
-            safe_flat = np.clip(flat, 0, max(len(tp_positions) - 1, 0))
-            col_from_tp = tp_positions[safe_flat] - t_idx[:, None, None] * num_cols if len(tp_positions) else safe_flat
-            col = np.where(at_start, seg_start[None, :, None], col_from_tp)
-            col = np.clip(col, 0, max(num_cols - 1, 0))
-            if num_cols:
-                prec_k = np.where(found, envelope[t_idx[:, None, None], col], 0.0)  # [T, K, R]
-                score_k = np.where(found, score[col], 0.0)
+            if tp_positions.size:
+                tp_col = tp_positions[np.clip(nth_tp, 0, tp_positions.size - 1)] - t_idx * len(order)
             else:
-                prec_k = np.zeros(found.shape)
-                score_k = np.zeros(found.shape)
-            precision[:, :, valid, a, m] = prec_k.transpose(0, 2, 1)[:, :, valid]
-            scores[:, :, valid, a, m] = score_k.transpose(0, 2, 1)[:, :, valid]
-    return Accumulated(precision=precision, recall=recall, scores=scores)
+                tp_col = np.zeros(nth_tp.shape, dtype=np.int64)
+            col = np.where(at_start, start[None, :, None], tp_col)
+            precision[a, m][:, valid] = _envelope_at(pr, col, found, end)
+            scores[a, m][:, valid] = np.where(found, score[np.where(found, col, 0)] if len(order) else 0.0, 0.0)
+    return Accumulated(
+        precision=precision.transpose(2, 4, 3, 0, 1),
+        recall=recall.transpose(2, 3, 0, 1),
+        scores=scores.transpose(2, 4, 3, 0, 1),
+    )

@@ -118,14 +118,6 @@ def _check_entry(
 
 
 def check_results(results: list[Any], gt: GroundTruth) -> Detections:
-    """Check every entry of ``results`` against ``gt`` and keep those with a known category.
-
-    The dictionaries are not modified (the official ``loadRes`` rewrites them in place).
-
-    Raises:
-        ResultsError: for the first malformed entry: a missing key, an unknown video id, a non-finite
-            score, a wrong number of frames, a bad RLE or a mask whose size is not the video's.
-    """
     video_pos = gt.video_index()
     category_pos = gt.category_index()
     videos: list[int] = []

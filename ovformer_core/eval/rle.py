@@ -80,13 +80,16 @@ def normalise_segmentation(seg: Any, height: int, width: int, allow_polygons: bo
 
 def _join_counts(counts: Sequence[bytes | str]) -> tuple[bytes, np.ndarray] | int:
     """All strings joined as ASCII bytes plus their lengths, or the index of a non-ASCII string."""
-    if all(isinstance(c, str) for c in counts):
+    lengths = np.fromiter(map(len, counts), dtype=np.int64, count=len(counts))
+    kinds = set(map(type, counts))
+    if kinds == {str}:
         joined_text = "".join(counts)  # type: ignore[arg-type]
-        lengths = np.fromiter((len(c) for c in counts), dtype=np.int64, count=len(counts))
         if not joined_text.isascii():
             first = next(i for i, c in enumerate(joined_text) if ord(c) > 127)
             return int(np.searchsorted(np.cumsum(lengths), first, side="right"))
         return joined_text.encode("ascii"), lengths
+    if kinds == {bytes}:
+        return b"".join(counts), lengths  # type: ignore[arg-type]
     parts: list[bytes] = []
     for i, c in enumerate(counts):
         if isinstance(c, str):
@@ -94,7 +97,7 @@ def _join_counts(counts: Sequence[bytes | str]) -> tuple[bytes, np.ndarray] | in
                 return i
             c = c.encode("ascii")
         parts.append(c)
-    return b"".join(parts), np.fromiter((len(c) for c in parts), dtype=np.int64, count=len(parts))
+    return b"".join(parts), np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
 
 
 def first_bad_counts(counts: Sequence[bytes | str]) -> int:

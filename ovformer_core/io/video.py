@@ -300,6 +300,25 @@ def open_source(source: str | os.PathLike[str] | SourceSpec, options: ReadOption
     return VideoSource(info=info, options=opts, _images=None if kind == "video" else images)
 
 
+def open_frame_list(
+    images: Sequence[str | os.PathLike[str]], name: str, options: ReadOptions | None = None
+) -> VideoSource:
+    """Open an explicit, ordered list of frame files as one video (a dataset's ``file_names``).
+
+    Raises:
+        VideoError: an empty list, a missing or unreadable file, or frames of differing sizes.
+    """
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise VideoError(f"video {name} lists no frames; check the dataset file")
+    missing = next((p for p in paths if not p.is_file()), None)
+    if missing is not None:
+        raise VideoError(f"frame {missing} of video {name} does not exist; check --frames-root")
+    opts = options if options is not None else ReadOptions()
+    info = _probe_images(paths[0].parent, "frames", name, paths, opts.folder_fps)
+    return VideoSource(info=info, options=opts, _images=paths)
+
+
 def _open_container(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")

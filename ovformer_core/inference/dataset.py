@@ -1,0 +1,157 @@
+"""Whole-split inference: every video of a YouTube-VIS-format dataset -> one results JSON.
+
+The dataset's own category names (ascending id) are the vocabulary. Each finished video is written
+to ``<results>.parts/<video_id>.json`` at once, so an interrupted run resumes where it stopped.
+Under ``torchrun`` rank r takes videos r, r + W, r + 2W, ...; rank 0 merges the parts after a
+barrier. The merged file is the same whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ovformer_core.errors import ResultsError
+from ovformer_core.inference.segment import SegmentOptions
+from ovformer_core.io.atomic import write_text_atomic
+from ovformer_core.io.results import VideoResult
+from ovformer_core.io.video import open_frame_list
+
+PARTS_SUFFIX = ".parts"
+
+
+@dataclass(frozen=True)
+class DatasetVideo:
+    """One video of the split.
+
+    Attributes:
+        video_id: the dataset's id.
+        file_names: frame files relative to the frames root, in order.
+    """
+
+    video_id: int
+    file_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Videos and categories of a YouTube-VIS-format json (LV-VIS, YTVIS, OVIS, BURST).
+
+    Attributes:
+        videos: in file order.
+        category_ids: dataset ids in ascending order (label c <-> ``category_ids[c]``).
+        category_names: names in the same order.
+    """
+
+    videos: tuple[DatasetVideo, ...]
+    category_ids: tuple[int, ...]
+    category_names: tuple[str, ...]
+
+
+def read_dataset(path: str | os.PathLike[str]) -> Dataset:
+    """Parse the parts of a dataset json that inference needs; one-line ``ResultsError`` when malformed."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"dataset file {path} does not exist; check --dataset") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ResultsError(f"dataset file {path} is not valid JSON ({type(err).__name__}); check the file") from None
+    if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
+        raise ResultsError(f"dataset file {path} has no 'videos' list; pass a YouTube-VIS-format json")
+    if not isinstance(data.get("categories"), list) or not data["categories"]:
+        raise ResultsError(f"dataset file {path} has no 'categories'; pass a YouTube-VIS-format json")
+    videos = []
+    for i, video in enumerate(data["videos"]):
+        if not isinstance(video, dict) or not isinstance(video.get("id"), int) or not video.get("file_names"):
+            raise ResultsError(f"{path}: videos[{i}] needs an integer 'id' and a non-empty 'file_names' list")
+        videos.append(DatasetVideo(int(video["id"]), tuple(str(f) for f in video["file_names"])))
+    try:
+        categories = sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
+    except (KeyError, TypeError, ValueError):
+        raise ResultsError(f"{path}: every category needs an integer 'id' and a 'name'") from None
+    return Dataset(
+        videos=tuple(videos),
+        category_ids=tuple(c[0] for c in categories),
+        category_names=tuple(c[1] for c in categories),
+    )
+
+
+def ytvis_entries(result: VideoResult, category_ids: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Official results-list entries of one video, with dataset category ids."""
+    return [
+        {
+            "video_id": result.video_id,
+            "category_id": category_ids[track.label],
+            "score": track.score,
+            "segmentations": track.segmentations,
+        }
+        for track in result.tracks
+    ]
+
+
+def parts_folder(results_path: Path) -> Path:
+    """Where per-video results of ``results_path`` are kept until the merge."""
+    return results_path.with_name(results_path.name + PARTS_SUFFIX)
+
+
+def segment_split(
+    predictor: Any,
+    dataset: Dataset,
+    frames_root: str | os.PathLike[str],
+    results_path: str | os.PathLike[str],
+    options: SegmentOptions | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    on_video: Callable[[DatasetVideo, bool], None] | None = None,
+) -> int:
+    """Segment this rank's share of the split into per-video part files.
+
+    Args:
+        predictor: a ``ovformer_core.predictor.Predictor``.
+        dataset: from ``read_dataset``.
+        frames_root: folder the ``file_names`` are relative to.
+        results_path: the final merged file (parts go next to it).
+        options: inference options (default: the model's official rule, no score threshold).
+        rank, world_size: this process's share.
+        on_video: called after each video with (video, was_skipped).
+
+    Returns:
+        number of videos processed (not skipped) by this rank.
+    """
+    root = Path(frames_root)
+    parts = parts_folder(Path(results_path))
+    parts.mkdir(parents=True, exist_ok=True)
+    vocabulary = predictor.vocabulary(list(dataset.category_names))
+    processed = 0
+    for video in dataset.videos[rank::world_size]:
+        part = parts / f"{video.video_id}.json"
+        if part.is_file():
+            if on_video is not None:
+                on_video(video, True)
+            continue
+        source = open_frame_list([root / name for name in video.file_names], name=str(video.video_id))
+        result = predictor.segment(source, vocabulary, options=options, video_id=video.video_id)
+        write_text_atomic(part, json.dumps(ytvis_entries(result, dataset.category_ids)))
+        processed += 1
+        if on_video is not None:
+            on_video(video, False)
+    return processed
+
+
+def merge_parts(dataset: Dataset, results_path: str | os.PathLike[str]) -> int:
+    """Concatenate every video's part in dataset order into ``results_path`` (atomic). Returns entries."""
+    results_path = Path(results_path)
+    parts = parts_folder(results_path)
+    entries: list[dict[str, Any]] = []
+    missing = [v.video_id for v in dataset.videos if not (parts / f"{v.video_id}.json").is_file()]
+    if missing:
+        raise ResultsError(f"{len(missing)} videos have no results yet (e.g. {missing[0]}); run again to finish them")
+    for video in dataset.videos:
+        entries.extend(json.loads((parts / f"{video.video_id}.json").read_text()))
+    write_text_atomic(results_path, json.dumps(entries))
+    return len(entries)

@@ -1,0 +1,106 @@
+"""Whole-split inference: resumable, and torchrun with 2 CPU processes gives the single-process results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ovformer_cli.app import app
+from ovformer_core.inference.dataset import read_dataset, segment_split
+from ovformer_core.predictor import load_model
+from tests.cli.test_segment_cli import weights  # noqa: F401  (module-scoped fixture)
+from tests.conftest import synthetic_frame, write_image
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OVFORMER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OVFORMER_OFFLINE", "1")
+
+
+def make_split(root: Path, lengths: tuple[int, ...] = (4, 6, 3)) -> Path:
+    videos = []
+    for video_id, length in enumerate(lengths, start=1):
+        names = []
+        for t in range(length):
+            name = f"{video_id:05d}/{t:05d}.png"
+            (root / "frames" / f"{video_id:05d}").mkdir(parents=True, exist_ok=True)
+            write_image(root / "frames" / name, synthetic_frame(t + 7 * video_id, 40, 56))
+            names.append(name)
+        videos.append({"id": video_id * 10, "width": 56, "height": 40, "length": length, "file_names": names})
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(["person", "dog", "traffic_light"])]
+    gt = root / "gt.json"
+    gt.write_text(json.dumps({"videos": videos, "categories": categories, "annotations": []}))
+    return gt
+
+
+def split_args(weights: dict[str, Path], gt: Path, root: Path, results: Path) -> list[str]:
+    return [
+        "segment", "--dataset", str(gt), "--frames-root", str(root / "frames"), "--results", str(results),
+        "--weights", str(weights["model"]), "--clip-weights", str(weights["clip"]), "--device", "cpu",
+        "--min-size", "64", "--top-k", "4", "--quiet",
+    ]  # fmt: skip
+
+
+def test_split_results_and_resume(tmp_path: Path, weights):  # noqa: F811
+    gt = make_split(tmp_path)
+    results = tmp_path / "out" / "results.json"
+    outcome = runner.invoke(app, split_args(weights, gt, tmp_path, results))
+    assert outcome.exit_code == 0, outcome.output
+    entries = json.loads(results.read_text())
+    assert len(entries) == 3 * 4
+    assert [e["video_id"] for e in entries] == [10] * 4 + [20] * 4 + [30] * 4
+    assert {len(e["segmentations"]) for e in entries if e["video_id"] == 20} == {6}
+    assert {e["category_id"] for e in entries} <= {1, 2, 3}
+
+    # resume: only the video whose part is missing is processed again
+    (tmp_path / "out" / "results.json.parts" / "20.json").unlink()
+    predictor = load_model("r50-lvvis", weights["model"], weights["clip"], device="cpu", allow_download=False)
+    seen: list[tuple[int, bool]] = []
+    segment_split(
+        predictor, read_dataset(gt), tmp_path / "frames", results, rank=0, world_size=1,
+        options=predictor.options.__class__(**{**predictor.options.__dict__, "top_k": 4, "min_size": 64,
+                                               "score_threshold": 0.0}),
+        on_video=lambda video, skipped: seen.append((video.video_id, skipped)),
+    )  # fmt: skip
+    assert seen == [(10, True), (20, False), (30, True)]
+
+
+def test_bad_dataset_is_one_line(tmp_path: Path, weights):  # noqa: F811
+    bad = tmp_path / "gt.json"
+    bad.write_text('{"videos": [{"id": 1}], "categories": [{"id": 1, "name": "x"}]}')
+    (tmp_path / "frames").mkdir()
+    outcome = runner.invoke(app, split_args(weights, bad, tmp_path, tmp_path / "r.json"))
+    assert outcome.exit_code == 2
+    assert "videos[0] needs an integer 'id' and a non-empty 'file_names'" in outcome.output
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_equal_one(tmp_path: Path, weights):  # noqa: F811
+    gt = make_split(tmp_path)
+    # both runs with one thread per process, so float rounding is the same and the files must be equal
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    single = tmp_path / "single" / "results.json"
+    alone = subprocess.run(
+        [sys.executable, "-m", "ovformer_cli", *split_args(weights, gt, tmp_path, single)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    double = tmp_path / "double" / "results.json"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "ovformer_cli", *split_args(weights, gt, tmp_path, double),
+    ]  # fmt: skip
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert double.read_text() == single.read_text()
