@@ -14,17 +14,10 @@ from typer.testing import CliRunner
 from ovformer_cli.app import app
 from ovformer_core.inference.dataset import read_dataset, segment_split
 from ovformer_core.predictor import load_model
-from tests.cli.test_segment_cli import weights  # noqa: F401  (module-scoped fixture)
 from tests.conftest import synthetic_frame, write_image
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OVFORMER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("OVFORMER_OFFLINE", "1")
 
 
 def make_split(root: Path, lengths: tuple[int, ...] = (4, 6, 3)) -> Path:
@@ -51,7 +44,7 @@ def split_args(weights: dict[str, Path], gt: Path, root: Path, results: Path) ->
     ]  # fmt: skip
 
 
-def test_split_results_and_resume(tmp_path: Path, weights):  # noqa: F811
+def test_split_results_and_resume(tmp_path: Path, weights):
     gt = make_split(tmp_path)
     results = tmp_path / "out" / "results.json"
     outcome = runner.invoke(app, split_args(weights, gt, tmp_path, results))
@@ -75,7 +68,7 @@ def test_split_results_and_resume(tmp_path: Path, weights):  # noqa: F811
     assert seen == [(10, True), (20, False), (30, True)]
 
 
-def test_bad_dataset_is_one_line(tmp_path: Path, weights):  # noqa: F811
+def test_bad_dataset_is_one_line(tmp_path: Path, weights):
     bad = tmp_path / "gt.json"
     bad.write_text('{"videos": [{"id": 1}], "categories": [{"id": 1, "name": "x"}]}')
     (tmp_path / "frames").mkdir()
@@ -86,7 +79,7 @@ def test_bad_dataset_is_one_line(tmp_path: Path, weights):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_equal_one(tmp_path: Path, weights):  # noqa: F811
+def test_torchrun_two_processes_equal_one(tmp_path: Path, weights):
     gt = make_split(tmp_path)
     # both runs with one thread per process, so float rounding is the same and the files must be equal
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
