@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ovformer_core.config import (
@@ -38,3 +39,13 @@ def tiny_config(video: bool = True) -> ModelConfig:
         inference=InferenceConfig(min_size_test=480),
         num_classes=12,
     )
+
+
+def read_manifest(name: str, prefix: str = "") -> dict[str, tuple[list[int], str]]:
+    """Entries of ``keys/<name>.txt`` (``name<TAB>shape<TAB>dtype``) whose name starts with ``prefix``."""
+    entries = {}
+    for line in (KEYS / f"{name}.txt").read_text().splitlines():
+        key, shape, dtype = line.split("\t")
+        if key.startswith(prefix):
+            entries[key] = (json.loads(shape), dtype)
+    return entries

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from ovformer_core.checkpoints import (
 from ovformer_core.config import ModelConfig, r50_config, swinb_config
 from ovformer_core.errors import CheckpointError
 from ovformer_core.model.build import build_model
-from tests.reference_fixtures import KEYS, VIDEO_TINY, tiny_config
+from tests.reference_fixtures import VIDEO_TINY, read_manifest, tiny_config
 
 FULL_CONFIGS = {
     "video_ovformer_R50": lambda: r50_config(num_classes=1196, video=True),
@@ -27,14 +26,6 @@ FULL_CONFIGS = {
     "ovformer_R50_lvis": lambda: r50_config(num_classes=1203, video=False),
     "ovformer_SwinB_lvis": lambda: swinb_config(num_classes=1203, video=False),
 }
-
-
-def read_manifest(name: str) -> dict[str, tuple[list[int], str]]:
-    entries = {}
-    for line in (KEYS / f"{name}.txt").read_text().splitlines():
-        key, shape, dtype = line.split("\t")
-        entries[key] = (json.loads(shape), dtype)
-    return entries
 
 
 @pytest.mark.parametrize("name", sorted(FULL_CONFIGS))

@@ -17,7 +17,7 @@ from ovformer_core.eval.rle import (
     Rle,
     SegmentationError,
     first_bad_counts,
-    normalise_segmentation,
+    normalise_track,
     rle_areas,
 )
 
@@ -180,14 +180,12 @@ def load_ground_truth(source: str | os.PathLike[str] | Mapping[str, Any]) -> Gro
             not isinstance(areas, list) or not all(a is None or isinstance(a, numbers.Real) for a in areas)
         ):
             raise _fail(f"annotations[{i}] (id {ann['id']}) 'areas' must be a list of numbers or nulls")
-        for f, seg in enumerate(segs):
-            try:
-                rle = normalise_segmentation(seg, int(heights[v]), int(widths[v]), allow_polygons=True)
-            except SegmentationError as err:
-                raise _fail(f"annotations[{i}] (id {ann['id']}) frame {f} {err}") from None
-            if rle is not None:
-                rles.append(rle)
-                frames.append(f)
+        try:
+            track_rles, track_frames = normalise_track(segs, int(heights[v]), int(widths[v]), allow_polygons=True)
+        except SegmentationError as err:
+            raise _fail(f"annotations[{i}] (id {ann['id']}) {err}") from None
+        rles.extend(track_rles)
+        frames.extend(track_frames)
         track_start.append(len(rles))
         track_video.append(v)
         track_category.append(c)

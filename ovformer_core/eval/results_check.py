@@ -24,7 +24,7 @@ from ovformer_core.eval.rle import (
     Rle,
     SegmentationError,
     first_bad_counts,
-    normalise_segmentation,
+    normalise_track,
     rle_areas,
 )
 
@@ -95,31 +95,25 @@ def _check_entry(
             i, f"has {got} but video {video_id} has {num_frames} frames; give one mask (or null) per frame"
         )
     height, width = int(gt.heights[v]), int(gt.widths[v])
-    size = [height, width]
-    rles: list[Rle] = []
-    frames: list[int] = []
-    for f, seg in enumerate(segs):
-        if not seg:
-            continue
-        # Fast path: the usual compressed RLE of the right size is kept as it is (pycocotools reads str
-        # counts; its characters are checked in bulk later); anything else goes through the full check.
-        if type(seg) is dict and seg.get("size") == size and type(seg.get("counts")) is str and seg["counts"]:
-            rles.append(seg)
-        else:
-            try:
-                rle = normalise_segmentation(seg, height, width, allow_polygons=False)
-            except SegmentationError as err:
-                raise _entry_error(i, f"frame {f} {err}") from None
-            if rle is None:
-                continue
-            rles.append(rle)
-        frames.append(f)
+    try:
+        rles, frames = normalise_track(segs, height, width, allow_polygons=False)
+    except SegmentationError as err:
+        raise _entry_error(i, str(err)) from None
     return v, int(category_id), float(score), rles, frames
 
 
 def check_results(results: list[Any], gt: GroundTruth) -> Detections:
+    """Check every entry of ``results`` against ``gt`` and keep those with a known category.
+
+    The dictionaries are not modified (the official ``loadRes`` rewrites them in place).
+
+    Raises:
+        ResultsError: for the first malformed entry: a missing key, an unknown video id, a non-finite
+            score, a wrong number of frames, a bad RLE or a mask whose size is not the video's.
+    """
     video_pos = gt.video_index()
     category_pos = gt.category_index()
+    frame_pixels = gt.heights * gt.widths
     videos: list[int] = []
     categories: list[int] = []
     scores: list[float] = []
@@ -132,13 +126,13 @@ def check_results(results: list[Any], gt: GroundTruth) -> Detections:
         try:
             v, category_id, score, entry_rles, entry_frames = _check_entry(i, entry, gt, video_pos)
         except ResultsError:
-            # Corrupt counts strings are found in bulk; one in an earlier entry is the first error.
-            _raise_if_corrupt(rles, frames, track_start, file_index)
+            # Mask contents are checked in bulk; a bad one in an earlier entry is the first error.
+            _checked_areas(rles, frames, track_start, file_index, frame_pixels[videos])
             raise
         c = category_pos.get(category_id)
         if c is None:
             # Never evaluated, but still checked so that a corrupt file is reported whatever its ids.
-            _raise_if_corrupt(entry_rles, entry_frames, [0, len(entry_rles)], [i])
+            _checked_areas(entry_rles, entry_frames, [0, len(entry_rles)], [i], frame_pixels[[v]])
             unknown_category += 1
             continue
         rles.extend(entry_rles)
@@ -148,34 +142,49 @@ def check_results(results: list[Any], gt: GroundTruth) -> Detections:
         categories.append(c)
         scores.append(score)
         file_index.append(i)
-    _raise_if_corrupt(rles, frames, track_start, file_index)
-
-    track_start_arr = np.array(track_start, dtype=np.int64)
-    areas = rle_areas(rles)
-    track_of_entry = np.repeat(np.arange(len(videos)), np.diff(track_start_arr))
-    frame_pixels = (gt.heights * gt.widths)[np.array(videos, dtype=np.int64)]
-    too_big = np.flatnonzero(areas > frame_pixels[track_of_entry])
-    if too_big.size:
-        e = int(too_big[0])
-        raise _entry_error(
-            file_index[track_of_entry[e]],
-            f"frame {frames[e]} has a bad RLE: it covers {areas[e]} pixels, more than the frame has",
-        )
+    areas = _checked_areas(rles, frames, track_start, file_index, frame_pixels[videos])
     return Detections(
         video=np.array(videos, dtype=np.int64),
         category=np.array(categories, dtype=np.int64),
         score=np.array(scores, dtype=np.float64),
         file_index=np.array(file_index, dtype=np.int64),
-        masks=FlatMasks(rles=rles, frame=np.array(frames, dtype=np.int64), area=areas, track_start=track_start_arr),
+        masks=FlatMasks(
+            rles=rles,
+            frame=np.array(frames, dtype=np.int64),
+            area=areas,
+            track_start=np.array(track_start, dtype=np.int64),
+        ),
         num_results=len(results),
         num_unknown_category=unknown_category,
     )
 
 
-def _raise_if_corrupt(rles: list[Rle], frames: list[int], track_start: list[int], file_index: list[int]) -> None:
-    """Raise for the first corrupt counts string among ``rles`` (tracks delimited by ``track_start``)."""
+def _checked_areas(
+    rles: list[Rle], frames: list[int], track_start: list[int], file_index: list[int], track_pixels: np.ndarray
+) -> np.ndarray:
+    """Pixel counts of ``rles`` (int64 ``[E]``) once their counts strings are known to be safe.
+
+    Args:
+        rles, frames: masks and their frame indices, track after track (``track_start`` offsets).
+        file_index: results-list position of each track, for the error message.
+        track_pixels: int ``[N]`` pixels of a frame of each track's video.
+
+    Raises:
+        ResultsError: for the first corrupt counts string, else the first mask with more pixels than
+            its frame (runs that do not describe a mask of that size).
+    """
+    starts = np.asarray(track_start, dtype=np.int64)
     bad = first_bad_counts([rle["counts"] for rle in rles])
-    if bad < 0:
-        return
-    track = int(np.searchsorted(np.asarray(track_start), bad, side="right")) - 1
-    raise _entry_error(file_index[track], f"frame {frames[bad]} has a bad RLE: {_CORRUPT}")
+    if bad >= 0:
+        track = int(np.searchsorted(starts, bad, side="right")) - 1
+        raise _entry_error(file_index[track], f"frame {frames[bad]} has a bad RLE: {_CORRUPT}")
+    areas = rle_areas(rles)
+    owner = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    too_big = np.flatnonzero(areas > np.asarray(track_pixels, dtype=np.int64)[owner])
+    if too_big.size:
+        e = int(too_big[0])
+        raise _entry_error(
+            file_index[owner[e]],
+            f"frame {frames[e]} has a bad RLE: it covers {areas[e]} pixels, more than the frame has",
+        )
+    return areas

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-#: A COCO run-length encoding: ``{"size": [height, width], "counts": bytes}`` (compressed).
+#: A COCO run-length encoding: ``{"size": [height, width], "counts": str or bytes}`` (compressed).
 Rle = dict[str, Any]
 
 # Compressed counts use 6-bit groups stored as chr(48 + value): '0' (48) .. 'o' (111); bit 0x20 of a
@@ -78,6 +78,34 @@ def normalise_segmentation(seg: Any, height: int, width: int, allow_polygons: bo
     raise SegmentationError(f"has a bad RLE: 'counts' is a {type(counts).__name__}")
 
 
+def normalise_track(segs: list[Any], height: int, width: int, allow_polygons: bool) -> tuple[list[Rle], list[int]]:
+    """The masks of a track's present frames and their frame indices (see ``normalise_segmentation``).
+
+    The usual track, all compressed RLEs with str counts of the right size, is checked with a few
+    C-speed list operations and its dicts are kept as they are (pycocotools reads str counts; the
+    characters are checked in bulk by ``first_bad_counts``).
+
+    Raises:
+        SegmentationError: message starting with ``frame <f>``.
+    """
+    frames = [f for f, seg in enumerate(segs) if seg]
+    present = [segs[f] for f in frames]
+    if set(map(type, present)) <= {dict}:
+        counts = [seg.get("counts") for seg in present]
+        sizes = [seg.get("size") for seg in present]
+        if sizes.count([height, width]) == len(sizes) and set(map(type, counts)) <= {str} and all(counts):
+            return present, frames
+    rles: list[Rle] = []
+    for f in frames:
+        try:
+            rle = normalise_segmentation(segs[f], height, width, allow_polygons)
+        except SegmentationError as err:
+            raise SegmentationError(f"frame {f} {err}") from None
+        assert rle is not None  # only falsy segmentations mean "absent"
+        rles.append(rle)
+    return rles, frames
+
+
 def _join_counts(counts: Sequence[bytes | str]) -> tuple[bytes, np.ndarray] | int:
     """All strings joined as ASCII bytes plus their lengths, or the index of a non-ASCII string."""
     lengths = np.fromiter(map(len, counts), dtype=np.int64, count=len(counts))
@@ -112,16 +140,18 @@ def first_bad_counts(counts: Sequence[bytes | str]) -> int:
     if isinstance(joined, int):
         return joined
     data, lengths = joined
-    chars = np.frombuffer(data, dtype=np.uint8)
+    # value = char - 48, wrapping below '0' to >= 208: one comparison finds every out-of-alphabet char.
+    values = np.frombuffer(data, dtype=np.uint8) - np.uint8(_FIRST_CHAR)
     ends = np.cumsum(lengths)
-    bad_char = (chars < _FIRST_CHAR) | (chars > _LAST_CHAR)
-    last_char_idx = ends[lengths > 0] - 1
-    cut_off = np.zeros(chars.shape, dtype=bool)
-    cut_off[last_char_idx] = ((chars[last_char_idx] - _FIRST_CHAR) & _CONTINUE_BIT) != 0
-    bad = np.flatnonzero(bad_char | cut_off)
-    if bad.size == 0:
+    last_char = ends[lengths > 0] - 1
+    bad = np.zeros(0, dtype=np.int64)
+    if (values > _LAST_CHAR - _FIRST_CHAR).any():
+        bad = np.flatnonzero(values > _LAST_CHAR - _FIRST_CHAR)[:1]
+    cut_off = last_char[(values[last_char] & _CONTINUE_BIT) != 0]
+    candidates = np.concatenate([bad, cut_off[:1]])
+    if candidates.size == 0:
         return -1
-    return int(np.searchsorted(ends, bad[0], side="right"))
+    return int(np.searchsorted(ends, candidates.min(), side="right"))
 
 
 # pycocotools' ``area`` builds a scratch ``np.array((n,), dtype=np.uint8)``, which overflows under

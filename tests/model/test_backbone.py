@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import pytest
 import timm
@@ -20,17 +18,7 @@ from ovformer_core.model.backbone import (
     is_dropped_backbone_key,
 )
 from ovformer_core.model.swin import SwinTransformer
-
-R50_MANIFEST = Path(__file__).parents[1] / "fixtures" / "reference" / "keys" / "video_ovformer_R50.txt"
-
-
-def manifest_backbone_lines(path: Path) -> dict[str, tuple[list[int], str]]:
-    entries = {}
-    for line in path.read_text().splitlines():
-        name, shape, dtype = line.split("\t")
-        if name.startswith("backbone."):
-            entries[name] = (json.loads(shape), dtype)
-    return entries
+from tests.reference_fixtures import read_manifest
 
 
 def randomize_batch_norm_stats(module: nn.Module, seed: int) -> None:
@@ -55,7 +43,7 @@ def resnet() -> ResNet50Backbone:
 
 
 def test_r50_state_dict_matches_official_manifest(resnet: ResNet50Backbone) -> None:
-    manifest = manifest_backbone_lines(R50_MANIFEST)
+    manifest = read_manifest("video_ovformer_R50", prefix="backbone.")
     dropped = sorted(name for name in manifest if is_dropped_backbone_key(name))
     assert len(dropped) == 53
     expected = {name: spec for name, spec in manifest.items() if not is_dropped_backbone_key(name)}

@@ -21,9 +21,7 @@ from ovformer_core.model.swin import (
     shifted_window_mask,
     split_windows,
 )
-
-REFERENCE = Path(__file__).parents[1] / "fixtures" / "reference"
-VIDEO_TINY = REFERENCE / "video_tiny"
+from tests.reference_fixtures import VIDEO_TINY, read_manifest
 
 
 def tiny_config() -> SwinConfig:
@@ -47,15 +45,6 @@ def official_backbone_weights(path: Path) -> dict[str, torch.Tensor]:
     state = torch.load(path, map_location="cpu", weights_only=True)["model"]
     prefix = "backbone."
     return {name.removeprefix(prefix): value for name, value in state.items() if name.startswith(prefix)}
-
-
-def manifest_backbone_lines(path: Path) -> dict[str, tuple[list[int], str]]:
-    entries = {}
-    for line in path.read_text().splitlines():
-        name, shape, dtype = line.split("\t")
-        if name.startswith("backbone."):
-            entries[name] = (json.loads(shape), dtype)
-    return entries
 
 
 def test_tiny_swin_matches_official_outputs() -> None:
@@ -87,7 +76,7 @@ def test_swin_b_state_dict_matches_official_manifest() -> None:
         f"backbone.{name}": (list(value.shape), str(value.dtype).removeprefix("torch."))
         for name, value in model.state_dict().items()
     }
-    expected = manifest_backbone_lines(REFERENCE / "keys" / "video_ovformer_SwinB.txt")
+    expected = read_manifest("video_ovformer_SwinB", prefix="backbone.")
     assert sorted(set(expected) - set(ours)) == []
     assert sorted(set(ours) - set(expected)) == []
     mismatched = {name: (ours[name], expected[name]) for name in expected if ours[name] != expected[name]}
