@@ -1,7 +1,36 @@
-"""ovformer: open-vocabulary video instance segmentation (OVFormer, ECCV 2024) without detectron2."""
+"""ovformer: open-vocabulary video instance segmentation (OVFormer, ECCV 2024) without detectron2.
+
+Public API (imported on first use, so ``import ovformer_core`` stays light)::
+
+    from ovformer_core import load_model, evaluate
+    predictor = load_model("r50-lvvis")
+    result = predictor.segment("clip.mp4", vocabulary=["person", "dog"])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from ovformer_core.errors import OVFormerError
 
 __version__ = "0.1.0"
 
-__all__ = ["OVFormerError", "__version__"]
+_LAZY = {
+    "load_model": "ovformer_core.predictor",
+    "Predictor": "ovformer_core.predictor",
+    "VideoResult": "ovformer_core.io.results",
+    "Track": "ovformer_core.io.results",
+    "Vocabulary": "ovformer_core.vocab",
+    "evaluate": "ovformer_core.eval",
+    "build_model": "ovformer_core.model.build",
+    "load_weights": "ovformer_core.checkpoints",
+}
+
+__all__ = ["OVFormerError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ovformer_core' has no attribute {name!r}")

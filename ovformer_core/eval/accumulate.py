@@ -42,6 +42,8 @@ class MatchedDetections:
 class Accumulated:
     """The official ``eval`` arrays (-1 where a category has no non-ignored ground truth).
 
+    They are transposed views of buffers filled as ``[A, M, T, K, R]`` (not C-contiguous).
+
     Attributes:
         precision: float64 ``[T, R, K, A, M]``.
         recall: float64 ``[T, K, A, M]``.

@@ -11,7 +11,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from ovformer_core.eval import EvaluationWarning, evaluate, load_ground_truth
-from tests.eval.eval_cases import plain_loop, random_case, results_from_ground_truth, tiny_dataset
+from tests.eval.eval_cases import box_masks, plain_loop, random_case, results_from_ground_truth, tiny_dataset
 
 
 @pytest.mark.parametrize("benchmark", ["ytvis", "lvvis", "burst"])
@@ -158,3 +158,61 @@ def test_random_cases_exercise_crowds_ids_zero_and_truncation() -> None:
             pairs[r["video_id"], r["category_id"]] = pairs.get((r["video_id"], r["category_id"]), 0) + 1
         truncated += any(n > 100 for n in pairs.values())
     assert crowd > 0 and truncated > 0 and zero_id > 0
+
+
+def _two_track_video(height: int, width: int, boxes: list[tuple[int, int, int, int]]) -> dict:
+    """One video of one frame, one category, one ground-truth track per box."""
+    return {
+        "videos": [{"id": 1, "height": height, "width": width, "length": 1}],
+        "categories": [{"id": 1, "name": "thing"}],
+        "annotations": [
+            {"id": n + 1, "video_id": 1, "category_id": 1, "iscrowd": 0, "segmentations": box_masks([b], height, width)}
+            for n, b in enumerate(boxes)
+        ],
+    }
+
+
+def _result(box: tuple[int, int, int, int], score: float, height: int, width: int) -> dict:
+    return {"video_id": 1, "category_id": 1, "score": score, "segmentations": box_masks([box], height, width)}
+
+
+def test_equal_iou_goes_to_the_later_ground_truth() -> None:
+    """A result covering tracks A and B has IoU exactly 0.5 with each; the official scan takes B (the
+    later one), which leaves A for the second result: both are true positives at IoU 0.5."""
+    dataset = _two_track_video(10, 40, [(0, 0, 10, 10), (0, 20, 10, 30)])
+    tracks = [ann["segmentations"][0] for ann in dataset["annotations"]]
+    both = mask_utils.merge([{"size": t["size"], "counts": t["counts"].encode()} for t in tracks])
+    union_of_both = {
+        "video_id": 1,
+        "category_id": 1,
+        "score": 0.9,
+        "segmentations": [{"size": list(both["size"]), "counts": both["counts"].decode()}],
+    }
+    results = [union_of_both, _result((0, 0, 10, 10), 0.8, 10, 40)]
+    result = evaluate(dataset, results, "ytvis")
+    assert result.recall[0, 0, 0, 2] == 1.0  # t = 0.5: both tracks found
+    assert result.recall[1, 0, 0, 2] == 0.5  # t = 0.55: only the exact copy of A matches
+
+
+def test_a_regular_ground_truth_beats_an_ignored_one_with_higher_iou() -> None:
+    """Track A (small) lies inside track B (medium, so ignored in the 'small' range). A result equal to B
+    has IoU 1 with B and 0.852 with A; in the 'small' range the official rule still takes A."""
+    dataset = _two_track_video(200, 200, [(0, 0, 120, 120), (0, 0, 130, 130)])
+    results = [_result((0, 0, 130, 130), 0.9, 200, 200)]
+    result = evaluate(dataset, results, "ytvis")
+    small = result.recall[:, 0, 1, 2]
+    assert small.tolist() == [1.0] * 8 + [0.0] * 2  # A reaches IoU 0.85 but not 0.9
+    assert result.stats["AR_small"] == pytest.approx(0.8)
+
+
+def test_area_rules_differ_per_benchmark() -> None:
+    """A track whose 'areas' average 16384.5: YouTube-VIS keeps the float (medium only), LV-VIS truncates
+    each area to int (16384: small and medium, both ends inclusive), BURST uses 0 (small)."""
+    dataset = tiny_dataset()
+    dataset["annotations"] = dataset["annotations"][:1]
+    dataset["annotations"][0]["areas"] = [16384.5, 16384.5, None]
+    results = results_from_ground_truth(dataset)
+    ar = {b: evaluate(dataset, results, b).stats for b in ("ytvis", "lvvis", "burst")}
+    assert (ar["ytvis"]["AR_small"], ar["ytvis"]["AR_medium"]) == (-1.0, pytest.approx(1.0))
+    assert (ar["lvvis"]["AR_small"], ar["lvvis"]["AR_medium"]) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert (ar["burst"]["AR_small"], ar["burst"]["AR_medium"]) == (pytest.approx(1.0), -1.0)
