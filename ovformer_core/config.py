@@ -75,6 +75,10 @@ class DecoderConfig:
     pre_norm: bool = False  # MASK_FORMER.PRE_NORM
     enforce_input_proj: bool = False  # MASK_FORMER.ENFORCE_INPUT_PROJ
     temporal_position: bool = True  # 3-D sine encoding (VideoOVFormer); False = 2-D (image OVFormer)
+    # Masks that only steer the next layer's attention: "full" predicts them at 1/4 resolution and
+    # resizes (official), "level" predicts them at the attention level's size directly (same
+    # function, bilinear resizing being linear; much cheaper). Deep supervision always uses "full".
+    attention_masks: Literal["full", "level"] = "level"
 
 
 @dataclass(frozen=True)

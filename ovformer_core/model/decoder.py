@@ -77,6 +77,7 @@ class MaskedDecoder(nn.Module):
         dim = cfg.hidden_dim
         self.num_heads = cfg.num_heads
         self.temporal_position = cfg.temporal_position
+        self.attention_masks = cfg.attention_masks
         self.input_proj = nn.ModuleList(
             nn.Conv2d(in_dim, dim, 1) if (in_dim != dim or cfg.enforce_input_proj) else nn.Identity()
             for _ in range(cfg.num_feature_levels)
@@ -91,7 +92,12 @@ class MaskedDecoder(nn.Module):
         self.mask_head = MLP(dim, dim, mask_dim, 3)
 
     def forward(
-        self, multi_scale: list[Tensor], mask_features: Tensor, clip_embeds: Tensor, text_classifier: Tensor
+        self,
+        multi_scale: list[Tensor],
+        mask_features: Tensor,
+        clip_embeds: Tensor,
+        text_classifier: Tensor,
+        with_aux: bool = True,
     ) -> DecoderOutput:
         """Decode one batch of clips.
 
@@ -100,6 +106,9 @@ class MaskedDecoder(nn.Module):
             mask_features: ``[B*T, mask_dim, H/4, W/4]``.
             clip_embeds: ``[B, T, 512]``.
             text_classifier: ``[512, C + 1]``.
+            with_aux: compute every layer's heads (deep supervision). Without them, and with
+                ``attention_masks="level"``, layers before the last only predict the masks their
+                successor needs, directly at that layer's feature size (see ``_attention_mask``).
         """
         batch, num_frames = clip_embeds.shape[:2]
         memories, memory_pos, sizes = [], [], []

@@ -60,7 +60,7 @@ class OVFormer(nn.Module):
             raise ValueError(f"clip_embeds {tuple(clip_embeds.shape)} do not match frames {tuple(frames.shape)}")
         features = self.backbone(frames.flatten(0, 1))
         pixels = self.pixel_decoder(features)
-        out = self.decoder(pixels.multi_scale, pixels.mask_features, clip_embeds, text_classifier)
+        out = self.decoder(pixels.multi_scale, pixels.mask_features, clip_embeds, text_classifier, with_aux=with_aux)
         return WindowOutput(
             class_logits=out.final.class_logits,
             object_logits=out.final.object_logits,

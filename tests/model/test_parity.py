@@ -124,3 +124,22 @@ def test_one_frame_video_equals_image_batch(image_model):
         single = model(pixels[i : i + 1, None], embeds[i : i + 1, None], text_classifier)
         torch.testing.assert_close(batched.class_logits[i], single.class_logits[0], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(batched.mask_logits[i], single.mask_logits[0], rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_level_attention_masks_equal_full_resolution_ones(video_model):
+    """Predicting the steering masks at each level's size is the official computation, reordered."""
+    cfg, model, text_classifier = video_model
+    inputs = np.load(VIDEO_TINY / "inputs.npz")
+    pixels = normalize_and_pad(torch.from_numpy(inputs["frames"][:5]), cfg.pixel_mean, cfg.pixel_std, 32)
+    embeds = torch.from_numpy(inputs["clip_embeddings"][:5])[None]
+    assert model.decoder.attention_masks == "level"
+    fast = model(pixels[None], embeds, text_classifier)
+    model.decoder.attention_masks = "full"
+    try:
+        full = model(pixels[None], embeds, text_classifier)
+    finally:
+        model.decoder.attention_masks = "level"
+    assert fast.aux == [] and full.aux == []
+    torch.testing.assert_close(fast.class_logits, full.class_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.mask_logits, full.mask_logits, rtol=1e-4, atol=1e-4)
