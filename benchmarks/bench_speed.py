@@ -54,16 +54,33 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple
     return statistics.median(times), out
 
 
-def with_impl(cfg: ModelConfig, impl: str) -> ModelConfig:
-    return replace(cfg, pixel_decoder=replace(cfg.pixel_decoder, deform_attn_impl=impl))
+def time_stages(
+    model: torch.nn.Module,
+    pixels: torch.Tensor,
+    clip_embeds: torch.Tensor,
+    text: torch.Tensor,
+    device: torch.device,
+    repeats: int,
+) -> tuple[dict[str, float], object]:
+    """Median seconds of backbone, pixel decoder and decoder on one window; the decoder's output."""
+    stages = {}
+    stages["backbone"], features = timed(lambda: model.backbone(pixels), device, repeats)
+    stages["pixel_decoder"], decoded = timed(lambda: model.pixel_decoder(features), device, repeats)
+    stages["decoder"], out = timed(
+        lambda: model.decoder(decoded.multi_scale, decoded.mask_features, clip_embeds, text, with_aux=False),
+        device,
+        repeats,
+    )
+    return stages, out
 
 
 @torch.inference_mode()
 def bench_window(name: str, height: int, precision: str, device: torch.device, repeats: int) -> dict:
+    """One 5-frame window through each stage, reference path then fast path (same weights)."""
     width = int(round(height * 16 / 9))
     base = r50_config() if name == "r50" else swinb_config()
     torch.manual_seed(0)
-    model = build_model(with_impl(base, "reference")).eval().to(device)
+    state = build_model(base).state_dict()
     frames = torch.randint(0, 256, (5, height, width, 3), dtype=torch.uint8)
     pixels = normalize_and_pad(frames.to(device), base.pixel_mean, base.pixel_std, 32)
     clip_embeds = torch.randn(1, 5, 512, device=device)
@@ -75,53 +92,117 @@ def bench_window(name: str, height: int, precision: str, device: torch.device, r
         return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
     row: dict = {"config": name, "height": height, "width": width, "precision": precision, "device": str(device)}
-    with autocast():
-        row["backbone_s"], features = timed(lambda: model.backbone(pixels), device, repeats)
-    impls = ["reference", "gather"]
-    outputs = {}
-    for impl in impls:
-        for module in model.pixel_decoder.encoder_layers:
-            module.self_attn.impl = impl
+    finals = {}
+    for variant, cfg in fast_and_reference(base).items():
+        model = build_model(cfg).eval()
+        model.load_state_dict(state)
+        model.to(device)
         with autocast():
-            seconds, decoded = timed(lambda: model.pixel_decoder(features), device, repeats)
-        row[f"pixel_decoder_{impl}_s"] = seconds
-        outputs[impl] = decoded
-    with autocast():
-        row["decoder_s"], out = timed(
-            lambda: model.decoder(outputs["gather"].multi_scale, outputs["gather"].mask_features, clip_embeds, text),
-            device,
-            repeats,
-        )
-    diffs = [
-        (outputs["reference"].mask_features - outputs["gather"].mask_features).abs().max().item(),
-        *[(a - b).abs().max().item() for a, b in zip(outputs["reference"].multi_scale, outputs["gather"].multi_scale)],
-    ]
-    row["fast_vs_reference_max_abs"] = max(diffs)
-    row["parity_ok"] = row["fast_vs_reference_max_abs"] <= TOLERANCE[precision] * max(
-        1.0, outputs["reference"].mask_features.abs().max().item()
+            stages, out = time_stages(model, pixels, clip_embeds, text, device, repeats)
+        row.update({f"{variant}_{stage}_s": seconds for stage, seconds in stages.items()})
+        row[f"{variant}_window_s"] = sum(stages.values())
+        finals[variant] = out
+    ref, fast = finals["reference"], finals["fast"]
+    row["fast_vs_reference_max_abs"] = max(
+        (ref.final.class_logits - fast.final.class_logits).abs().max().item(),
+        (ref.final.mask_logits - fast.final.mask_logits).abs().max().item(),
+        (ref.query_embeds - fast.query_embeds).abs().max().item(),
     )
+    row["parity_ok"] = row["fast_vs_reference_max_abs"] <= TOLERANCE[precision] * max(
+        1.0, ref.final.mask_logits.abs().max().item()
+    )
+    row["speedup"] = row["reference_window_s"] / row["fast_window_s"]
 
     tracks = QueryTracks()
-    embeds = out.query_embeds[0].float()
-    tracks.update(embeds, out.final.class_logits[0].float(), out.final.object_logits[0].float())
+    embeds = fast.query_embeds[0].float()
+    tracks.update(embeds, fast.final.class_logits[0].float(), fast.final.object_logits[0].float())
     row["association_s"], _ = timed(
-        lambda: tracks.update(embeds, out.final.class_logits[0].float(), out.final.object_logits[0].float()),
+        lambda: tracks.update(embeds, fast.final.class_logits[0].float(), fast.final.object_logits[0].float()),
         device,
         repeats,
     )
     info = PreprocessInfo((height, width), (height, width), tuple(pixels.shape[-2:]))
 
     def masks_and_rle() -> None:
-        masks = masks_to_original(out.final.mask_logits[0].float(), info).cpu().numpy()
+        masks = masks_to_original(fast.final.mask_logits[0].float(), info).cpu().numpy()
         store = MaskStore(masks.shape[0])
         for t in range(masks.shape[1]):
             store.append_frame(masks[:, t])
         store.close()
 
     row["masks_rle_s"], _ = timed(masks_and_rle, device, max(1, repeats // 2))
-    row["window_reference_s"] = row["backbone_s"] + row["pixel_decoder_reference_s"] + row["decoder_s"]
-    row["window_fast_s"] = row["backbone_s"] + row["pixel_decoder_gather_s"] + row["decoder_s"]
-    row["speedup"] = row["window_reference_s"] / row["window_fast_s"]
+    row["peak_host_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if device.type == "cuda":
+        row["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return row
+
+
+def fast_and_reference(cfg: ModelConfig) -> dict[str, ModelConfig]:
+    """The two whole-pipeline variants compared end to end."""
+    reference = replace(
+        cfg,
+        pixel_decoder=replace(cfg.pixel_decoder, deform_attn_impl="reference"),
+        decoder=replace(cfg.decoder, attention_masks="full"),
+    )
+    fast = replace(
+        cfg,
+        pixel_decoder=replace(cfg.pixel_decoder, deform_attn_impl="gather"),
+        decoder=replace(cfg.decoder, attention_masks="level"),
+    )
+    return {"reference": reference, "fast": fast}
+
+
+def bench_end_to_end(name: str, height: int, precision: str, device: torch.device, num_frames: int) -> dict:
+    """Decode, CLIP, and the whole ``Predictor.segment`` on a synthetic video, reference vs fast."""
+    import tempfile
+
+    from ovformer_core.io.video import open_source
+    from ovformer_core.model.clip import ClipArchitecture, ClipFrameEncoder, build_clip
+    from ovformer_core.predictor import Predictor, segment_options_for
+    from ovformer_core.vocab import Vocabulary
+    from tests.conftest import write_video
+
+    width = int(round(height * 16 / 9))
+    base = r50_config() if name == "r50" else swinb_config()
+    torch.manual_seed(0)
+    clip = ClipFrameEncoder.from_clip(build_clip(ClipArchitecture())).to(device)
+    vocab = Vocabulary(
+        names=tuple(f"class{i}" for i in range(40)),
+        synonyms=tuple((f"class{i}",) for i in range(40)),
+        templates=("{}",),
+        clip_model_id="bench",
+        embeddings=torch.nn.functional.normalize(torch.randn(40, 512), dim=-1),
+    )
+    row: dict = {"config": name, "height": height, "precision": precision, "device": str(device), "frames": num_frames}
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "bench.mp4"
+        write_video(video, num_frames=num_frames, height=height, width=width, fps=25.0)
+        source = open_source(video)
+        start = time.perf_counter()
+        frames = [f for _, f in source.iter_frames()]
+        row["decode_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        clip(frames)
+        row["clip_s"] = time.perf_counter() - start
+        state = build_model(base).state_dict()
+        for variant, cfg in fast_and_reference(base).items():
+            model = build_model(cfg).eval()
+            model.load_state_dict(state)
+            model.to(device)
+            options = segment_options_for(cfg, min_size=height, precision=precision, score_threshold=0.0)
+            predictor = Predictor(model, cfg, clip, None, options=options)
+            start = time.perf_counter()
+            result = predictor.segment(video, vocab)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            row[f"{variant}_s"] = seconds
+            row[f"{variant}_fps"] = num_frames / seconds
+            row[f"{variant}_scores"] = sorted(t.score for t in result.tracks)
+    row["e2e_speedup"] = row["reference_s"] / row["fast_s"]
+    row["e2e_max_score_diff"] = max(
+        abs(a - b) for a, b in zip(row["reference_scores"], row["fast_scores"], strict=True)
+    )
     row["peak_host_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
         row["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -136,6 +217,7 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (the reference timing used 2)")
+    parser.add_argument("--e2e-frames", type=int, default=0, help="also run the whole pipeline on N frames")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -143,19 +225,18 @@ def main() -> None:
     rows = [
         bench_window(c, h, p, device, args.repeats) for c in args.configs for h in args.heights for p in args.precisions
     ]
-    header = (
-        f"{'config':<7}{'size':>9}{'prec':>6}{'backbone':>10}{'pixdec ref':>12}{'pixdec fast':>13}"
-        f"{'decoder':>9}{'assoc':>8}{'mask+rle':>10}{'window ref':>12}{'window fast':>13}{'ratio':>7}"
-        f"{'maxdiff':>10}{'parity':>8}"
+    print(
+        f"{'config':<7}{'size':>9}{'prec':>6} | {'ref: backbone':>13}{'pixdec':>8}{'decoder':>8}{'window':>8} | "
+        f"{'fast: backbone':>14}{'pixdec':>8}{'decoder':>8}{'window':>8} | {'ratio':>6}{'assoc':>7}{'mask+rle':>9}"
+        f"{'maxdiff':>9}{'parity':>7}"
     )
-    print(header)
     for r in rows:
         print(
-            f"{r['config']:<7}{r['height']:>4}x{r['width']:<4}{r['precision']:>6}{r['backbone_s']:>10.3f}"
-            f"{r['pixel_decoder_reference_s']:>12.3f}{r['pixel_decoder_gather_s']:>13.3f}{r['decoder_s']:>9.3f}"
-            f"{r['association_s']:>8.4f}{r['masks_rle_s']:>10.3f}{r['window_reference_s']:>12.3f}"
-            f"{r['window_fast_s']:>13.3f}{r['speedup']:>7.2f}{r['fast_vs_reference_max_abs']:>10.2e}"
-            f"{'ok' if r['parity_ok'] else 'FAIL':>8}"
+            f"{r['config']:<7}{r['height']:>4}x{r['width']:<4}{r['precision']:>6} | "
+            f"{r['reference_backbone_s']:>13.3f}{r['reference_pixel_decoder_s']:>8.3f}{r['reference_decoder_s']:>8.3f}"
+            f"{r['reference_window_s']:>8.3f} | {r['fast_backbone_s']:>14.3f}{r['fast_pixel_decoder_s']:>8.3f}"
+            f"{r['fast_decoder_s']:>8.3f}{r['fast_window_s']:>8.3f} | {r['speedup']:>6.2f}{r['association_s']:>7.4f}"
+            f"{r['masks_rle_s']:>9.3f}{r['fast_vs_reference_max_abs']:>9.1e}{'ok' if r['parity_ok'] else 'FAIL':>7}"
         )
     baseline = json.loads((ROOT / "tests/fixtures/reference/timing_cpu.json").read_text())
     official = baseline["full_r50_video_config"]["median_s"]
@@ -166,8 +247,26 @@ def main() -> None:
                 f"ours: reference {r['window_reference_s']:.2f} s, fast {r['window_fast_s']:.2f} s "
                 f"({official / r['window_fast_s']:.2f}x the official)"
             )
+    e2e = []
+    if args.e2e_frames:
+        e2e = [
+            bench_end_to_end(c, h, p, device, args.e2e_frames)
+            for c in args.configs
+            for h in args.heights
+            for p in args.precisions
+        ]
+        print(
+            f"{'config':<7}{'height':>7}{'prec':>6}{'frames':>7}{'decode s':>9}{'clip s':>8}"
+            f"{'ref fps':>9}{'fast fps':>9}{'ratio':>7}{'score diff':>11}"
+        )
+        for r in e2e:
+            print(
+                f"{r['config']:<7}{r['height']:>7}{r['precision']:>6}{r['frames']:>7}{r['decode_s']:>9.2f}"
+                f"{r['clip_s']:>8.2f}{r['reference_fps']:>9.2f}{r['fast_fps']:>9.2f}{r['e2e_speedup']:>7.2f}"
+                f"{r['e2e_max_score_diff']:>11.2e}"
+            )
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps({"windows": rows, "end_to_end": e2e}, indent=1))
     if not all(r["parity_ok"] for r in rows):
         raise SystemExit("fast path disagrees with the reference path beyond tolerance")
 
