@@ -60,6 +60,9 @@ class PixelDecoderConfig:
     # Sampling implementation (same function): "reference" = official grid_sample fallback,
     # "gather" = embedding_bag fast path, "auto" = gather on CPU, reference elsewhere.
     deform_attn_impl: Literal["reference", "gather", "auto"] = "auto"
+    # Tokens per step of the encoder layers on the gather path: small temporaries are reused by
+    # the allocator instead of being page-faulted in anew (a large cost on CPU). Same results.
+    chunk_size: int = 512
 
 
 @dataclass(frozen=True)

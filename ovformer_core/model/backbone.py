@@ -60,9 +60,7 @@ class ResNet50Backbone(nn.Module):
 
     def __init__(self, frozen_bn_eps: float = 1e-5) -> None:
         super().__init__()
-        base = timm.create_model(
-            "resnet50", pretrained=False, features_only=True, out_indices=RESNET_OUT_INDICES
-        )
+        base = timm.create_model("resnet50", pretrained=False, features_only=True, out_indices=RESNET_OUT_INDICES)
         self.base = freeze_batch_norm_2d(base)
         for module in self.base.modules():
             if isinstance(module, FrozenBatchNorm2d):
@@ -116,6 +114,5 @@ def _check_contract(kind: str, out_channels: dict[str, int], out_strides: dict[s
         raise OVFormerError(f"{kind} backbone outputs {list(out_channels)}, expected {list(FEATURE_NAMES)}")
     if out_strides != FEATURE_STRIDES:
         raise OVFormerError(
-            f"{kind} backbone strides {out_strides} differ from {FEATURE_STRIDES}; "
-            "use patch_size 4 for Swin"
+            f"{kind} backbone strides {out_strides} differ from {FEATURE_STRIDES}; use patch_size 4 for Swin"
         )

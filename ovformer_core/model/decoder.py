@@ -52,6 +52,12 @@ class DecoderOutput:
     query_embeds: Tensor
 
 
+def _channels_first(features: Tensor, batch: int) -> Tensor:
+    """``[B*T, C, h, w]`` -> ``[B, C, T*h*w]`` (frame-major), so mask logits are one batched matmul."""
+    bt, channels, h, w = features.shape
+    return features.view(batch, bt // batch, channels, h * w).transpose(1, 2).reshape(batch, channels, -1)
+
+
 class DecoderLayer(nn.Module):
     """Masked cross-attention, then self-attention, then FFN."""
 
@@ -123,28 +129,51 @@ class MaskedDecoder(nn.Module):
                 num_frames, h, w, tokens.shape[-1] // 2, self.temporal_position, tokens.device
             ).to(tokens.dtype)  # [T, D, h, w]
             memory_pos.append(pos.flatten(2).permute(0, 2, 1).flatten(0, 1)[:, None, :].expand(-1, batch, -1))
-        mask_features = mask_features.view(batch, num_frames, *mask_features.shape[1:])
+        every_layer = with_aux or self.attention_masks == "full"
+        level_features: list[Tensor] = []
+        if not every_layer:
+            # Bilinear resizing is linear, so it commutes with the (linear) mask projection:
+            # resizing the mask features once per level equals resizing every layer's mask logits.
+            level_features = [
+                _channels_first(F.interpolate(mask_features, size=size, mode="bilinear", align_corners=False), batch)
+                for size in sizes
+            ]
+        mask_size = (int(mask_features.shape[-2]), int(mask_features.shape[-1]))
+        mask_features = _channels_first(mask_features, batch)
 
         query_pos = self.query_pos.weight[:, None, :].expand(-1, batch, -1)
         queries = self.query_feat.weight[:, None, :].expand(-1, batch, -1)
 
-        heads, attn_mask = self._heads(queries, mask_features, clip_embeds, text_classifier, sizes[0])
-        outputs = [heads]
-        for i, layer in enumerate(self.layers):
-            level = i % len(memories)
-            fully_blocked = attn_mask.all(-1, keepdim=True)
-            attn_mask = attn_mask & ~fully_blocked
-            queries = layer(queries, query_pos, memories[level], memory_pos[level], attn_mask)
-            heads, attn_mask = self._heads(
-                queries, mask_features, clip_embeds, text_classifier, sizes[(i + 1) % len(memories)]
-            )
-            outputs.append(heads)
+        outputs: list[HeadOutputs] = []
+        attn_mask = torch.zeros(0, dtype=torch.bool)
+        for i in range(len(self.layers) + 1):
+            if i > 0:
+                level = (i - 1) % len(memories)
+                attn_mask = attn_mask & ~attn_mask.all(-1, keepdim=True)  # unblock fully blocked queries
+                queries = self.layers[i - 1](queries, query_pos, memories[level], memory_pos[level], attn_mask)
+            next_size = sizes[i % len(memories)]
+            if every_layer or i == len(self.layers):
+                heads, attn_mask = self._heads(
+                    queries, mask_features, mask_size, clip_embeds, text_classifier, next_size
+                )
+                outputs.append(heads)
+            else:
+                attn_mask = self._attention_mask(queries, level_features[i % len(memories)])
         return DecoderOutput(final=outputs[-1], aux=outputs[:-1], query_embeds=self.query_norm(queries).transpose(0, 1))
+
+    def _attention_mask(self, queries: Tensor, level_features: Tensor) -> Tensor:
+        """Blocked keys for the next layer from mask features already at its size ``[B, C, T*h*w]``."""
+        normed = self.query_norm(queries).transpose(0, 1)
+        mask_logits = self.mask_head(normed) @ level_features  # [B, Q, T*h*w], frame-major like the memory
+        b, q = mask_logits.shape[:2]
+        blocked = mask_logits.sigmoid() < MASK_ATTENTION_THRESHOLD
+        return blocked[:, None].expand(b, self.num_heads, q, blocked.shape[-1]).flatten(0, 1)
 
     def _heads(
         self,
         queries: Tensor,
         mask_features: Tensor,
+        mask_size: tuple[int, int],
         clip_embeds: Tensor,
         text_classifier: Tensor,
         attn_size: tuple[int, int],
@@ -152,8 +181,8 @@ class MaskedDecoder(nn.Module):
         normed = self.query_norm(queries).transpose(0, 1)  # [B, Q, D]
         object_logits = self.object_head(normed)
         class_logits = self.classifier(normed, clip_embeds, text_classifier)
-        mask_logits = torch.einsum("bqc,btchw->bqthw", self.mask_head(normed), mask_features)
-        b, q, t = mask_logits.shape[:3]
+        b, q, t = normed.shape[0], normed.shape[1], clip_embeds.shape[1]
+        mask_logits = (self.mask_head(normed) @ mask_features).view(b, q, t, *mask_size)
         resized = F.interpolate(mask_logits.flatten(0, 1), size=attn_size, mode="bilinear", align_corners=False)
         blocked = resized.view(b, q, -1).sigmoid() < MASK_ATTENTION_THRESHOLD  # [B, Q, T*h*w]
         attn_mask = blocked[:, None].expand(b, self.num_heads, q, blocked.shape[-1]).flatten(0, 1).detach()

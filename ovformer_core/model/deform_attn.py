@@ -12,6 +12,8 @@ Two implementations of the same function (bilinear sampling with zero padding,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -53,22 +55,43 @@ def ms_deform_attn_sample(
     return out.view(n, heads * head_dim, num_queries).transpose(1, 2).contiguous()
 
 
-def ms_deform_attn_gather(
-    value: Tensor, spatial_shapes: list[tuple[int, int]], sampling_locations: Tensor, attention_weights: Tensor
-) -> Tensor:
-    """Same contract and result as ``ms_deform_attn_sample``, computed with one ``embedding_bag``."""
+@dataclass
+class GatherTable:
+    """Values of every level with a one-pixel zero border, flattened for ``embedding_bag``.
+
+    Attributes:
+        rows: ``[N * M * total, Dh]``, ordered (image, head, padded position).
+        level_starts: first padded position of each level.
+        total: padded positions per (image, head).
+    """
+
+    rows: Tensor
+    level_starts: list[int]
+    total: int
+
+
+def gather_table(value: Tensor, spatial_shapes: list[tuple[int, int]]) -> GatherTable:
+    """Lay out ``value [N, S, M, Dh]`` for ``ms_deform_attn_gather`` (once per layer, shared by query chunks).
+
+    The zero border makes corners just outside a map read zeros, so no validity mask is needed
+    (the zero padding of ``grid_sample``).
+    """
     n, _, heads, head_dim = value.shape
-    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
-    # Each level gets a one-pixel zero border, so corners just outside the map read zeros and
-    # no validity mask is needed (zero padding of grid_sample).
     tables, starts, total = [], [], 0
     for (h, w), level in zip(spatial_shapes, value.split([h * w for h, w in spatial_shapes], dim=1), strict=True):
         level = level.view(n, h, w, heads, head_dim).permute(0, 3, 1, 2, 4)
         tables.append(F.pad(level, (0, 0, 1, 1, 1, 1)).reshape(n, heads, (h + 2) * (w + 2), head_dim))
         starts.append(total)
         total += (h + 2) * (w + 2)
-    table = torch.cat(tables, 2).reshape(-1, head_dim)  # rows ordered (n, head, padded position)
+    return GatherTable(torch.cat(tables, 2).reshape(-1, head_dim), starts, total)
 
+
+def ms_deform_attn_gather(
+    table: GatherTable, spatial_shapes: list[tuple[int, int]], sampling_locations: Tensor, attention_weights: Tensor
+) -> Tensor:
+    """Same result as ``ms_deform_attn_sample``, computed with one ``embedding_bag`` over ``table``."""
+    n, num_queries, heads, num_levels, num_points, _ = sampling_locations.shape
+    head_dim = table.rows.shape[1]
     device, dtype = sampling_locations.device, sampling_locations.dtype
     sizes = torch.tensor(spatial_shapes, dtype=dtype, device=device)
     height, width = sizes[:, 0].view(num_levels, 1), sizes[:, 1].view(num_levels, 1)
@@ -79,18 +102,18 @@ def ms_deform_attn_gather(
     x0, y0 = x.floor().minimum(width - 1), y.floor().minimum(height - 1)
     fx, fy = x - x0, y - y0
     row = (width + 2).to(torch.int64)
-    level_start = torch.tensor(starts, dtype=torch.int64, device=device).view(num_levels, 1)
+    level_start = torch.tensor(table.level_starts, dtype=torch.int64, device=device).view(num_levels, 1)
     head_start = (
         torch.arange(n, device=device).view(n, 1, 1, 1, 1) * heads
         + torch.arange(heads, device=device).view(1, 1, heads, 1, 1)
-    ) * total
+    ) * table.total
     corner = head_start + level_start + (y0.long() + 1) * row + (x0.long() + 1)
     index = torch.stack((corner, corner + 1, corner + row, corner + row + 1), -1)
     gx, gy = 1 - fx, 1 - fy
     weights = torch.stack((gy * gx, gy * fx, fy * gx, fy * fx), -1) * attention_weights[..., None]
     bags = n * num_queries * heads
     out = F.embedding_bag(
-        index.view(bags, -1), table, per_sample_weights=weights.view(bags, -1).to(table.dtype), mode="sum"
+        index.view(bags, -1), table.rows, per_sample_weights=weights.view(bags, -1).to(table.rows.dtype), mode="sum"
     )
     return out.view(n, num_queries, heads * head_dim)
 
@@ -126,6 +149,7 @@ class MSDeformAttn(nn.Module):
         reference_points: Tensor,
         features: Tensor,
         spatial_shapes: list[tuple[int, int]],
+        chunk_size: int | None = None,
     ) -> Tensor:
         """Attend from each query to a few learned offsets around its reference point on every level.
 
@@ -134,12 +158,36 @@ class MSDeformAttn(nn.Module):
             reference_points: ``[N, Lq, L, 2]`` normalised (x, y).
             features: ``[N, S, D]`` flattened levels (the values).
             spatial_shapes: ``[(H_l, W_l)]``.
+            chunk_size: queries per step with the ``gather`` implementation (bounds the size of the
+                temporaries, whose first touch otherwise dominates on CPU); None = all at once.
 
         Returns:
             ``[N, Lq, D]``.
         """
         n, num_queries, _ = queries.shape
         value = self.value_proj(features).view(n, features.shape[1], self.num_heads, -1)
+        if resolve_impl(self.impl, value.device) == "reference":
+            return self._attend(queries, reference_points, value, spatial_shapes, ms_deform_attn_sample)
+        table = gather_table(value, spatial_shapes)
+        step = chunk_size or num_queries
+        return torch.cat(
+            [
+                self._attend(queries[:, i : i + step], reference_points[:, i : i + step], table, spatial_shapes,
+                             ms_deform_attn_gather)
+                for i in range(0, num_queries, step)
+            ],
+            dim=1,
+        )  # fmt: skip
+
+    def _attend(
+        self,
+        queries: Tensor,
+        reference_points: Tensor,
+        values: Tensor | GatherTable,
+        spatial_shapes: list[tuple[int, int]],
+        sample: Callable[..., Tensor],
+    ) -> Tensor:
+        n, num_queries, _ = queries.shape
         shape = (n, num_queries, self.num_heads, self.num_levels, self.num_points)
         offsets = self.sampling_offsets(queries).view(*shape, 2)
         weights = self.attention_weights(queries).view(n, num_queries, self.num_heads, -1)
@@ -147,5 +195,4 @@ class MSDeformAttn(nn.Module):
         # offsets are in pixels of each level: divide by (W_l, H_l)
         normaliser = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=queries.dtype, device=queries.device)
         locations = reference_points[:, :, None, :, None, :] + offsets / normaliser[None, None, None, :, None, :]
-        sample = ms_deform_attn_gather if resolve_impl(self.impl, value.device) == "gather" else ms_deform_attn_sample
-        return self.output_proj(sample(value, spatial_shapes, locations, weights))
+        return self.output_proj(sample(values, spatial_shapes, locations, weights))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ovformer_core.config import PixelDecoderConfig
-from ovformer_core.model.deform_attn import DeformAttnImpl, MSDeformAttn
+from ovformer_core.model.deform_attn import DeformAttnImpl, MSDeformAttn, resolve_impl
 from ovformer_core.model.layers import Conv2dNorm, sine_position_encoding
 
 
@@ -45,10 +45,24 @@ class DeformableEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
 
     def forward(
-        self, x: Tensor, pos: Tensor, reference_points: Tensor, spatial_shapes: list[tuple[int, int]]
+        self,
+        x: Tensor,
+        pos: Tensor,
+        reference_points: Tensor,
+        spatial_shapes: list[tuple[int, int]],
+        chunk_size: int | None = None,
     ) -> Tensor:
-        x = self.norm1(x + self.self_attn(x + pos, reference_points, x, spatial_shapes))
-        return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
+        """``x [N, S, D]``; with ``chunk_size`` the row-wise steps run over that many tokens at a time."""
+        attended = self.self_attn(x + pos, reference_points, x, spatial_shapes, chunk_size)
+        if chunk_size is None:
+            x = self.norm1(x + attended)
+            return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
+        out = torch.empty_like(x)
+        for i in range(0, x.shape[1], chunk_size):
+            part = self.norm1(x[:, i : i + chunk_size] + attended[:, i : i + chunk_size])
+            hidden = F.relu(self.linear1(part), inplace=True)
+            out[:, i : i + chunk_size] = self.norm2(part + self.linear2(hidden))
+        return out
 
 
 def encoder_reference_points(spatial_shapes: list[tuple[int, int]], device: torch.device) -> Tensor:
@@ -100,6 +114,8 @@ class PixelDecoder(nn.Module):
         )
         self.mask_features = nn.Conv2d(dim, cfg.mask_dim, 1)
         self.num_outputs = levels
+        self.deform_attn_impl = cfg.deform_attn_impl
+        self.chunk_size = cfg.chunk_size
 
     def forward(self, features: dict[str, Tensor]) -> PixelDecoderOutput:
         """Args: features: ``{name: [N, C_l, H_l, W_l]}`` from the backbone. Runs in float32."""
@@ -118,8 +134,9 @@ class PixelDecoder(nn.Module):
         tokens = torch.cat(srcs, 1)
         pos_tokens = torch.cat(pos, 1)
         reference = encoder_reference_points(shapes, tokens.device).expand(tokens.shape[0], -1, -1, -1)
+        chunk = self.chunk_size if resolve_impl(self.deform_attn_impl, tokens.device) == "gather" else None
         for layer in self.encoder_layers:
-            tokens = layer(tokens, pos_tokens, reference, shapes)
+            tokens = layer(tokens, pos_tokens, reference, shapes, chunk)
 
         outs = [
             chunk.transpose(1, 2).reshape(n, -1, h, w)

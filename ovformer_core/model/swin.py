@@ -131,9 +131,7 @@ class WindowAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.window_size = window_size
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window_size - 1) ** 2, num_heads)
-        )
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         # Persistent: the official checkpoints carry it, so strict loading expects it.
         self.register_buffer("relative_position_index", relative_position_index(window_size))
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
@@ -349,8 +347,7 @@ class SwinTransformer(nn.Module):
         self.out_channels = {name: dims[i] for i, name in enumerate(SWIN_FEATURE_NAMES)}
         self.out_strides = {name: cfg.patch_size * 2**i for i, name in enumerate(SWIN_FEATURE_NAMES)}
 
-        self.patch_embed = PatchEmbed(cfg.patch_size, in_channels, cfg.embed_dim, cfg.patch_norm,
-                                      cfg.layer_norm_eps)
+        self.patch_embed = PatchEmbed(cfg.patch_size, in_channels, cfg.embed_dim, cfg.patch_norm, cfg.layer_norm_eps)
         # Stochastic depth grows linearly over all blocks of all stages (inactive in eval mode).
         drop_paths = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
         self.layers = nn.ModuleList()
@@ -364,7 +361,7 @@ class SwinTransformer(nn.Module):
                     window_size=cfg.window_size,
                     mlp_ratio=cfg.mlp_ratio,
                     qkv_bias=cfg.qkv_bias,
-                    drop_paths=drop_paths[first_block:first_block + depth],
+                    drop_paths=drop_paths[first_block : first_block + depth],
                     layer_norm_eps=cfg.layer_norm_eps,
                     downsample=level < num_levels - 1,
                 )
@@ -401,9 +398,7 @@ def _check_swin_config(cfg: SwinConfig) -> None:
             f"{list(cfg.num_heads)}; give {levels} values to each"
         )
     if cfg.patch_size < 1 or cfg.window_size < 1 or cfg.embed_dim < 1 or min(cfg.depths) < 1:
-        raise OVFormerError(
-            "Swin patch_size, window_size, embed_dim and every depth must be positive; fix the config"
-        )
+        raise OVFormerError("Swin patch_size, window_size, embed_dim and every depth must be positive; fix the config")
     for level, heads in enumerate(cfg.num_heads):
         dim = cfg.embed_dim * 2**level
         if heads < 1 or dim % heads:
