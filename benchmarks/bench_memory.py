@@ -101,19 +101,33 @@ def main() -> None:
             video = folder / f"{label}.mp4"
             write_video(video, num_frames=frames, height=height, width=width, fps=25.0)
             out = subprocess.run(
-                [sys.executable, __file__, "--mode", args.mode, "--child", str(video), str(folder / "tiny.pt"),
-                 str(folder / "clip.safetensors")],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--mode",
+                    args.mode,
+                    "--child",
+                    str(video),
+                    str(folder / "tiny.pt"),
+                    str(folder / "clip.safetensors"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             figures[label] = json.loads(out.stdout.strip().splitlines()[-1])
     ratio = figures["long"]["peak_mib"] / figures["short"]["peak_mib"]
     print(f"{'video':<8}{'frames':>8}{'tracks':>8}{'seconds':>10}{'frames/s':>10}{'peak RSS MiB':>14}")
     for label, fig in figures.items():
         rate = fig["frames"] / fig["seconds"]
-        print(f"{label:<8}{fig['frames']:>8}{fig['tracks']:>8}{fig['seconds']:>10.1f}{rate:>10.1f}{fig['peak_mib']:>14.1f}")
+        print(
+            f"{label:<8}{fig['frames']:>8}{fig['tracks']:>8}{fig['seconds']:>10.1f}{rate:>10.1f}{fig['peak_mib']:>14.1f}"
+        )
     print(f"peak memory ratio long/short: {ratio:.3f} (requirement: <= 1.5)")
     if args.json:
-        args.json.write_text(json.dumps({"size": [height, width], "mode": args.mode, **figures, "ratio": ratio}, indent=1))
+        args.json.write_text(
+            json.dumps({"size": [height, width], "mode": args.mode, **figures, "ratio": ratio}, indent=1)
+        )
 
 
 if __name__ == "__main__":

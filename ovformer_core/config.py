@@ -42,6 +42,8 @@ class BackboneConfig:
     kind: Literal["resnet50", "swin"] = "resnet50"  # MODEL.BACKBONE.NAME (build_timm_backbone / D2Swin)
     swin: SwinConfig = field(default_factory=SwinConfig)
     frozen_bn_eps: float = 1e-5  # detectron2 FrozenBatchNorm2d eps (ResNet only)
+    # NHWC activations for the convolutions (faster oneDNN/cuDNN kernels; same function).
+    channels_last: bool = True
 
 
 @dataclass(frozen=True)

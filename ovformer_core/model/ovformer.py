@@ -38,8 +38,11 @@ class WindowOutput:
 class OVFormer(nn.Module):
     """Backbone -> deformable pixel decoder -> masked decoder with alignment classifier."""
 
-    def __init__(self, backbone: nn.Module, pixel_decoder: PixelDecoder, decoder: MaskedDecoder) -> None:
+    def __init__(
+        self, backbone: nn.Module, pixel_decoder: PixelDecoder, decoder: MaskedDecoder, channels_last: bool = False
+    ) -> None:
         super().__init__()
+        self.channels_last = channels_last
         self.backbone = backbone
         self.pixel_decoder = pixel_decoder
         self.decoder = decoder
@@ -58,7 +61,10 @@ class OVFormer(nn.Module):
         batch, num_frames = frames.shape[:2]
         if clip_embeds.shape[:2] != (batch, num_frames):
             raise ValueError(f"clip_embeds {tuple(clip_embeds.shape)} do not match frames {tuple(frames.shape)}")
-        features = self.backbone(frames.flatten(0, 1))
+        images = frames.flatten(0, 1)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        features = self.backbone(images)
         pixels = self.pixel_decoder(features)
         out = self.decoder(pixels.multi_scale, pixels.mask_features, clip_embeds, text_classifier, with_aux=with_aux)
         return WindowOutput(
