@@ -8,7 +8,7 @@ import os
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -16,6 +16,13 @@ from rich.table import Table
 
 from ovformer_cli.console import EXIT_USER_ERROR, fail, stderr, stdout, user_errors
 from ovformer_core.errors import OutputError, OVFormerError, ResultsError, VideoError
+
+if TYPE_CHECKING:  # heavy imports only for the type checker; commands import them when they run
+    from ovformer_core.inference.segment import SegmentOptions
+    from ovformer_core.io.results import VideoResult
+    from ovformer_core.io.video import SourceSpec, VideoSource
+    from ovformer_core.predictor import Predictor
+    from ovformer_core.vocab import Vocabulary
 
 log = logging.getLogger("ovformer")
 
@@ -57,7 +64,7 @@ def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
     }
 
 
-def write_extras(result, extras: list[Extra], paths: dict[str, Path], source_path: Path | None, quiet: bool) -> None:  # noqa: ANN001
+def write_extras(result: VideoResult, extras: list[Extra], paths: dict[str, Path], source_path: Path | None) -> None:
     """Write the requested extra formats of one result."""
     from ovformer_core.io.overlay import write_overlay
     from ovformer_core.io.png_masks import write_png_masks
@@ -77,7 +84,7 @@ def write_extras(result, extras: list[Extra], paths: dict[str, Path], source_pat
             write_overlay(paths[extra.value], open_source(source_path).iter_frames(), result)
 
 
-def summary_table(result) -> Table:  # noqa: ANN001
+def summary_table(result: VideoResult) -> Table:
     """Rich table: track, label, score, first/last frame with a mask."""
     table = Table(title=f"{result.video_name}: {len(result.tracks)} tracks, {result.num_frames} frames")
     for column in ("track", "label", "score", "first", "last"):
@@ -105,7 +112,14 @@ def check_writable(out_dir: Path) -> None:
         raise OutputError(f"output folder {out_dir} is not writable; choose another with --out-dir")
 
 
-def run_one(predictor, source, vocabulary, options, spec, quiet: bool):  # noqa: ANN001, ANN201
+def run_one(
+    predictor: Predictor,
+    source: VideoSource,
+    vocabulary: Vocabulary,
+    options: SegmentOptions,
+    spec: SourceSpec,
+    quiet: bool,
+) -> VideoResult:
     """Segment one opened source with a progress bar (frames/s); returns its ``VideoResult``."""
     from ovformer_core.predictor import WindowDone
 
@@ -261,7 +275,7 @@ def segment(
             options = segment_options_for(predictor.cfg, precision=precision.value, **overrides)
             result = run_one(predictor, source, vocabulary, options, spec, quiet or json_summary)
             write_result_json(paths["json"], result)
-            write_extras(result, extras, paths, spec.path, quiet)
+            write_extras(result, extras, paths, spec.path)
         except (VideoError, ResultsError, OutputError) as err:
             summary["failed"].append({"input": str(spec.path), "error": str(err)})
             continue
@@ -378,7 +392,7 @@ def export(
     source = video if video is not None else (Path(result.video_path) if result.video_path else None)
     if Extra.overlay in to and (source is None or not source.exists()):
         raise fail(f"the source video {source} is not available; pass it with --video")
-    write_extras(result, list(dict.fromkeys(to)), paths, source, quiet)
+    write_extras(result, list(dict.fromkeys(to)), paths, source)
     if not quiet:
         for extra in dict.fromkeys(to):
             stdout.print(f"wrote {paths[extra.value]}", highlight=False)
