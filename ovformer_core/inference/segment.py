@@ -34,6 +34,8 @@ from ovformer_core.model.preprocess import PreprocessInfo, normalize_and_pad, re
 
 #: Denominator guard of the official mask score.
 MASK_SCORE_EPS = 1e-6
+#: Frames of per-frame scores read back at once at the end of the per-frame rule (bounds memory).
+STATS_FRAMES_PER_READ = 32
 #: Logit written into blanked frames by the official per-frame rule (any negative value blanks).
 BLANK_LOGIT = -1.0
 
@@ -102,11 +104,16 @@ class _FrameStats:
         self._frames += 1
 
     def pair_scores_over_frames(self, slots: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Per-frame scores of the selected (slot, label) pairs: ``[K, F]``."""
+        """Per-frame scores of the selected (slot, label) pairs: ``[K, F]``, read a few frames at a time."""
         assert self._row is not None
+        frame_bytes = int(np.prod(self._row)) * 4
+        out = np.empty((len(slots), self._frames), dtype=np.float32)
         self._file.seek(0)
-        data = np.frombuffer(self._file.read(), dtype=np.float32).reshape(self._frames, *self._row)
-        return data[:, slots, labels].T.copy()
+        for start in range(0, self._frames, STATS_FRAMES_PER_READ):
+            count = min(STATS_FRAMES_PER_READ, self._frames - start)
+            chunk = np.frombuffer(self._file.read(count * frame_bytes), dtype=np.float32)
+            out[:, start : start + count] = chunk.reshape(count, *self._row)[:, slots, labels].T
+        return out
 
     def close(self) -> None:
         self._file.close()
