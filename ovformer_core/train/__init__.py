@@ -1,0 +1,1 @@
+"""Training losses: Hungarian matching and the set criterion."""
