@@ -124,6 +124,7 @@ class Predictor:
         options: SegmentOptions | None = None,
         prefetch: int = 2,
         video_id: int | None = None,
+        category_ids: Sequence[int] | None = None,
     ) -> Iterator[WindowDone | VideoResult]:
         """Segment a video window by window; yields a ``WindowDone`` per window, then the ``VideoResult``.
 
@@ -134,6 +135,8 @@ class Predictor:
             options: inference options; defaults to the model's official rule.
             prefetch: windows decoded ahead on a background thread.
             video_id: id written to results (default: the ``SourceSpec``'s, else 1).
+            category_ids: id written for each vocabulary class (default 1..C; a dataset's own ids
+                when its categories are the vocabulary).
         """
         options = options or self.options
         vocab = self.vocabulary(vocabulary)
@@ -159,6 +162,9 @@ class Predictor:
         ordered = sorted(tracks, key=lambda t: -t.score)
         if video_id is None:
             video_id = source.video_id if isinstance(source, SourceSpec) else 1
+        ids = list(category_ids) if category_ids is not None else list(range(1, vocab.num_classes + 1))
+        if len(ids) != vocab.num_classes:
+            raise OVFormerError(f"{len(ids)} category ids for a vocabulary of {vocab.num_classes} classes")
         yield VideoResult(
             video_name=video.info.name,
             video_path=str(video.info.path),
@@ -173,13 +179,13 @@ class Predictor:
                     track_id=i + 1,
                     label=t.label,
                     category_name=vocab.names[t.label],
-                    category_id=t.label + 1,
+                    category_id=ids[t.label],
                     score=t.score,
                     segmentations=t.rles,
                 )
                 for i, t in enumerate(ordered)
             ],
-            categories=[{"id": i + 1, "name": name} for i, name in enumerate(vocab.names)],
+            categories=[{"id": i, "name": name} for i, name in zip(ids, vocab.names, strict=True)],
             model_id=self.model_id,
             metadata={"mode": options.mode, "top_k": options.top_k, "score_threshold": options.score_threshold},
         )
@@ -191,10 +197,14 @@ class Predictor:
         read_options: ReadOptions | None = None,
         options: SegmentOptions | None = None,
         video_id: int | None = None,
+        category_ids: Sequence[int] | None = None,
     ) -> VideoResult:
         """Segment, track and name every object of the vocabulary's classes in a video."""
         result = None
-        for item in self.iter_segment(source, vocabulary, read_options, options, video_id=video_id):
+        items = self.iter_segment(
+            source, vocabulary, read_options, options, video_id=video_id, category_ids=category_ids
+        )
+        for item in items:
             result = item
         assert isinstance(result, VideoResult)
         return result

@@ -18,7 +18,7 @@ from typing import Any
 from ovformer_core.errors import ResultsError
 from ovformer_core.inference.segment import SegmentOptions
 from ovformer_core.io.atomic import write_text_atomic
-from ovformer_core.io.results import VideoResult
+from ovformer_core.io.results import ytvis_entries
 from ovformer_core.io.video import open_frame_list
 
 PARTS_SUFFIX = ".parts"
@@ -81,19 +81,6 @@ def read_dataset(path: str | os.PathLike[str]) -> Dataset:
     )
 
 
-def ytvis_entries(result: VideoResult, category_ids: tuple[int, ...]) -> list[dict[str, Any]]:
-    """Official results-list entries of one video, with dataset category ids."""
-    return [
-        {
-            "video_id": result.video_id,
-            "category_id": category_ids[track.label],
-            "score": track.score,
-            "segmentations": track.segmentations,
-        }
-        for track in result.tracks
-    ]
-
-
 def parts_folder(results_path: Path) -> Path:
     """Where per-video results of ``results_path`` are kept until the merge."""
     return results_path.with_name(results_path.name + PARTS_SUFFIX)
@@ -135,8 +122,10 @@ def segment_split(
                 on_video(video, True)
             continue
         source = open_frame_list([root / name for name in video.file_names], name=str(video.video_id))
-        result = predictor.segment(source, vocabulary, options=options, video_id=video.video_id)
-        write_text_atomic(part, json.dumps(ytvis_entries(result, dataset.category_ids)))
+        result = predictor.segment(
+            source, vocabulary, options=options, video_id=video.video_id, category_ids=dataset.category_ids
+        )
+        write_text_atomic(part, json.dumps(ytvis_entries(result, extra_keys=False)))
         processed += 1
         if on_video is not None:
             on_video(video, False)

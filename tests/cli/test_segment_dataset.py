@@ -30,7 +30,8 @@ def make_split(root: Path, lengths: tuple[int, ...] = (4, 6, 3)) -> Path:
             write_image(root / "frames" / name, synthetic_frame(t + 7 * video_id, 40, 56))
             names.append(name)
         videos.append({"id": video_id * 10, "width": 56, "height": 40, "length": length, "file_names": names})
-    categories = [{"id": i + 1, "name": n} for i, n in enumerate(["person", "dog", "traffic_light"])]
+    # ids that are not 1..C: results must carry the dataset's own ids
+    categories = [{"id": i, "name": n} for i, n in zip((3, 7, 9), ["person", "dog", "traffic_light"], strict=True)]
     gt = root / "gt.json"
     gt.write_text(json.dumps({"videos": videos, "categories": categories, "annotations": []}))
     return gt
@@ -53,7 +54,7 @@ def test_split_results_and_resume(tmp_path: Path, weights):
     assert len(entries) == 3 * 4
     assert [e["video_id"] for e in entries] == [10] * 4 + [20] * 4 + [30] * 4
     assert {len(e["segmentations"]) for e in entries if e["video_id"] == 20} == {6}
-    assert {e["category_id"] for e in entries} <= {1, 2, 3}
+    assert {e["category_id"] for e in entries} <= {3, 7, 9}
 
     # resume: only the video whose part is missing is processed again
     (tmp_path / "out" / "results.json.parts" / "20.json").unlink()
