@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,6 +45,21 @@ def _write_json(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data))
 
 
+def _write_filtered(
+    ann: Path, out: Path | None, quiet: bool, keep: Callable[[Mapping[str, Any]], dict[str, Any]], suffix: str
+) -> None:
+    """Load ``ann``, filter it with ``keep``, write it to ``out`` (default ``<ann>_<suffix>.json``)."""
+    dataset = load_dataset(ann)
+    filtered = keep(dataset)
+    target = out or _default_out(ann, suffix)
+    _write_json(target, filtered)
+    if not quiet:
+        stdout.print(
+            f"kept {len(filtered['annotations'])} of {len(dataset['annotations'])} annotations -> {target}",
+            highlight=False,
+        )
+
+
 @dataset_app.command("drop-rare")
 @user_errors
 def drop_rare(
@@ -52,15 +68,7 @@ def drop_rare(
     quiet: QuietOption = False,
 ) -> None:
     """Remove annotations of rare LVIS categories (open-vocabulary training on LVIS base)."""
-    dataset = load_dataset(ann)
-    filtered = drop_rare_categories(dataset)
-    target = out or _default_out(ann, "norare")
-    _write_json(target, filtered)
-    if not quiet:
-        stdout.print(
-            f"kept {len(filtered['annotations'])} of {len(dataset['annotations'])} annotations -> {target}",
-            highlight=False,
-        )
+    _write_filtered(ann, out, quiet, drop_rare_categories, "norare")
 
 
 @dataset_app.command("drop-novel")
@@ -71,15 +79,7 @@ def drop_novel(
     quiet: QuietOption = False,
 ) -> None:
     """Remove annotations of novel LV-VIS categories (partition 2/3) from a training file."""
-    dataset = load_dataset(ann)
-    filtered = drop_novel_categories(dataset)
-    target = out or _default_out(ann, "nonovel")
-    _write_json(target, filtered)
-    if not quiet:
-        stdout.print(
-            f"kept {len(filtered['annotations'])} of {len(dataset['annotations'])} annotations -> {target}",
-            highlight=False,
-        )
+    _write_filtered(ann, out, quiet, drop_novel_categories, "nonovel")
 
 
 @dataset_app.command("cat-info")

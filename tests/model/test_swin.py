@@ -50,9 +50,7 @@ def official_backbone_weights(path: Path) -> dict[str, torch.Tensor]:
 def test_tiny_swin_matches_official_outputs() -> None:
     model = SwinTransformer(tiny_config()).eval()
     weights = official_backbone_weights(VIDEO_TINY / "model.pth")
-    own_index = {
-        name: buf.clone() for name, buf in model.state_dict().items() if "relative_position_index" in name
-    }
+    own_index = {name: buf.clone() for name, buf in model.state_dict().items() if "relative_position_index" in name}
     model.load_state_dict(weights, strict=True)
     # Our relative position index formula must produce the official buffer bit for bit.
     for name, index in own_index.items():
