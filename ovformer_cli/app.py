@@ -7,6 +7,7 @@ import typer
 from ovformer_cli.dataset_cmd import dataset_app
 from ovformer_cli.evaluate_cmd import evaluate
 from ovformer_cli.segment_cmd import export, segment
+from ovformer_cli.train_cmd import train
 from ovformer_cli.vocab_cmd import vocab_encode
 from ovformer_core import __version__
 
@@ -39,6 +40,7 @@ app.command("export")(export)
 app.command("vocab-encode")(vocab_encode)
 app.command("evaluate")(evaluate)
 app.add_typer(dataset_app, name="dataset")
+app.command("train")(train)
 
 
 def main() -> None:

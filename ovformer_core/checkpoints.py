@@ -108,7 +108,8 @@ class LoadedCheckpoint:
     source: str
 
 
-def _read(path: Path) -> Any:
+def read_checkpoint_file(path: Path) -> Any:
+    """The raw object in a PyTorch file, read with ``weights_only=True``; one-line errors."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a downloaded .pth file")
     try:
@@ -133,7 +134,7 @@ def _read(path: Path) -> Any:
 def read_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
     """Read an official detectron2 ``.pth`` or an ovformer checkpoint with ``weights_only=True``."""
     path = Path(path)
-    data = _read(path)
+    data = read_checkpoint_file(path)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} is not an OVFormer checkpoint (a {type(data).__name__}, not a dict of weights)")
     if data.get(FORMAT_KEY) is not None:
@@ -235,8 +236,13 @@ def save_checkpoint(
     cfg: ModelConfig,
     text_classifier: Tensor | None = None,
     class_names: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write our checkpoint format atomically (loadable with ``weights_only=True``)."""
+    """Write our checkpoint format atomically (loadable with ``weights_only=True``).
+
+    ``extra`` adds entries (tensors, numbers, strings, lists, dicts), e.g. a training state; readers of
+    the model ignore them.
+    """
     payload: dict[str, Any] = {
         FORMAT_KEY: FORMAT_VERSION,
         "config": cfg.to_dict(),
@@ -246,6 +252,8 @@ def save_checkpoint(
         payload["text_classifier"] = text_classifier.detach().cpu()
     if class_names is not None:
         payload["class_names"] = list(class_names)
+    if extra:
+        payload.update(extra)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 

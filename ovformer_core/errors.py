@@ -33,3 +33,7 @@ class ResultsError(OVFormerError):
 
 class OutputError(OVFormerError):
     """An output location cannot be written."""
+
+
+class TrainingError(OVFormerError):
+    """Training data, a training config or a training run is unusable (bad annotation, NaN loss, ...)."""

@@ -320,6 +320,7 @@ class SetCriterion:
         targets: Sequence["VideoTarget | Mapping[str, Tensor]"],
         aux_outputs: Sequence[HeadPredictions] = (),
         generator: torch.Generator | None = None,
+        num_masks: float | None = None,
     ) -> dict[str, Tensor]:
         """Unweighted loss terms of the final head and of every auxiliary head.
 
@@ -330,6 +331,9 @@ class SetCriterion:
             aux_outputs: auxiliary heads, same shapes (e.g. ``WindowOutput.aux``); ignored unless
                 ``config.deep_supervision``.
             generator: source of randomness (points and sampled categories).
+            num_masks: normaliser of the mask losses; default the GT count of ``targets`` (at least 1).
+                Training passes the count over the whole iteration divided by the number of
+                micro-batches, as the official code does with its all-reduced count over processes.
 
         Returns:
             ``loss_ce``, ``loss_object_ce``, ``loss_mask``, ``loss_dice`` for the final head and the same
@@ -337,7 +341,8 @@ class SetCriterion:
         """
         video_targets = [as_video_target(t) for t in targets]
         # Normalise by the GT count (at least 1 so a batch without objects does not divide by zero).
-        num_masks = float(max(sum(len(t.labels) for t in video_targets), 1))
+        if num_masks is None:
+            num_masks = float(max(sum(len(t.labels) for t in video_targets), 1))
         losses = self.head_losses(outputs, video_targets, num_masks, generator)
         if self.config.deep_supervision:
             for aux_idx, aux in enumerate(aux_outputs):

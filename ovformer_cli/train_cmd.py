@@ -1,0 +1,119 @@
+"""``ovformer train``: run an official recipe or a custom config, on CPU, one GPU or many (torchrun)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ovformer_cli.console import stderr, stdout, user_errors
+from ovformer_core.errors import TrainingError
+
+#: Exit status when SIGTERM stopped the run after writing a checkpoint (resume with --resume).
+EXIT_INTERRUPTED = 3
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise TrainingError(f"--set {text!r} is not KEY=VALUE (e.g. --set run.output_dir=runs/a)")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare string such as a path
+    return key.strip().split("."), value
+
+
+def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        keys, value = _parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise TrainingError(f"--set {text!r}: {key} is not a config section")
+        node[keys[-1]] = value
+    return data
+
+
+@user_errors
+def train(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="JSON training config (start from --print-config).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the newest checkpoint in run.output_dir.")
+    ] = False,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one value, e.g. --set run.output_dir=runs/b --set optim.max_iter=500."),
+    ] = None,
+    print_config: Annotated[
+        str | None,
+        typer.Option("--print-config", help="Print a recipe (r50-lvis, swinb-lvis, r50-lvvis, swinb-lvvis) as JSON."),
+    ] = None,
+    build_clip_cache: Annotated[
+        Path | None,
+        typer.Option("--build-clip-cache", help="Encode every training frame with CLIP into this file and exit."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the final line.")] = False,
+) -> None:
+    """Train OVFormer (image level on LVIS, video level on LV-VIS, or your own annotations).
+
+    Under torchrun every process runs this command: torchrun --nproc_per_node 8 -m ovformer_cli train -c run.json
+    """
+    from ovformer_core.train.config import check_train_config, config_from_overrides, recipe
+
+    if print_config is not None:
+        stdout.print_json(json.dumps({"recipe": print_config, **recipe(print_config).to_dict()}))
+        return
+    if config is None:
+        raise TrainingError(
+            "give a training config with --config (start from `ovformer train --print-config r50-lvvis`)"
+        )
+    if not config.is_file():
+        raise TrainingError(f"training config {config} does not exist; write one from `ovformer train --print-config`")
+    try:
+        data = json.loads(config.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TrainingError(f"training config {config} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise TrainingError(f"training config {config} must hold a JSON object")
+    cfg = config_from_overrides(_apply_overrides(data, overrides or []))
+    check_train_config(cfg)
+
+    if build_clip_cache is not None:
+        from ovformer_core.train.engine import build_training_clip_cache
+
+        count = build_training_clip_cache(cfg, build_clip_cache)
+        stdout.print(f"wrote CLIP embeddings of {count} frames to {build_clip_cache}", highlight=False)
+        return
+
+    from ovformer_core.train.engine import train as run_training
+
+    def show(line: dict[str, Any]) -> None:
+        if quiet:
+            return
+        parts = [f"iter {line['iteration']}"]
+        for name, value in line.items():
+            if name != "iteration":
+                parts.append(f"{name} {value:.4g}")
+        stderr.print("  ".join(parts), highlight=False)
+
+    outcome = run_training(cfg, resume=resume, on_log=show)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return  # under torchrun, rank 0 reports for everyone
+    if outcome.status == "interrupted":
+        stdout.print(
+            f"stopped by SIGTERM after iteration {outcome.iteration}; checkpoint {outcome.checkpoint}; "
+            "continue with --resume",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+    line = f"finished {outcome.iteration} iterations; model {outcome.final_model}"
+    if outcome.eval_stats is not None:
+        line += f"; AP {outcome.eval_stats['AP']:.4f}"
+    stdout.print(line, highlight=False)

@@ -1,0 +1,193 @@
+"""Training checkpoints (model + everything needed to continue exactly) and initial weights.
+
+A training checkpoint is an ordinary ovformer model checkpoint (``ovformer segment --weights`` reads
+it) with one more entry, ``train_state``: the iteration, optimiser, scheduler and gradient-scaler
+states, the RNG states and the training config. Everything in it loads with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from ovformer_core.checkpoints import (
+    MAX_KEYS_IN_MESSAGE,
+    MODEL_RELEASES,
+    read_checkpoint,
+    read_checkpoint_file,
+    save_checkpoint,
+)
+from ovformer_core.config import ModelConfig
+from ovformer_core.errors import CheckpointError, TrainingError
+from ovformer_core.io.atomic import write_text_atomic
+from ovformer_core.weights import resolve
+
+#: File in the output folder naming the newest complete checkpoint.
+LAST_CHECKPOINT = "last_checkpoint"
+FINAL_MODEL = "model_final.pth"
+TRAIN_STATE_KEY = "train_state"
+
+
+def checkpoint_name(iteration: int) -> str:
+    """``checkpoint_0001000.pth`` for iteration 1000 (sorts by iteration)."""
+    return f"checkpoint_{iteration:07d}.pth"
+
+
+def save_train_checkpoint(
+    path: Path,
+    model: nn.Module,
+    model_cfg: ModelConfig,
+    train_state: dict[str, Any],
+    text_classifier: Tensor,
+    class_names: list[str],
+) -> None:
+    """Write a resumable checkpoint atomically (see the module docstring)."""
+    save_checkpoint(path, model, model_cfg, text_classifier, class_names, extra={TRAIN_STATE_KEY: train_state})
+
+
+def rng_states() -> dict[str, Any]:
+    """Python and torch RNG states (tensors and plain numbers, so ``weights_only`` loads them)."""
+    version, state, gauss = random.getstate()
+    states: dict[str, Any] = {
+        "python": [version, list(state), gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Inverse of ``rng_states``."""
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def read_train_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Model weights and the training state of a checkpoint written by ``save_train_checkpoint``.
+
+    Raises:
+        CheckpointError: unreadable, or a model-only checkpoint (nothing to resume).
+    """
+    data = read_checkpoint_file(path)
+    if not isinstance(data, dict) or TRAIN_STATE_KEY not in data or "model" not in data:
+        raise CheckpointError(
+            f"{path} holds no training state (it is a model-only checkpoint); "
+            "start a new run with run.init_weights pointing at it instead of resuming"
+        )
+    return data["model"], data[TRAIN_STATE_KEY]
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The checkpoint named in ``output_dir/last_checkpoint``, or None when there is none."""
+    pointer = output_dir / LAST_CHECKPOINT
+    if not pointer.is_file():
+        return None
+    path = output_dir / pointer.read_text().strip()
+    if not path.is_file():
+        raise TrainingError(f"{pointer} names {path.name}, which does not exist; delete {pointer} to start over")
+    return path
+
+
+def record_checkpoint(output_dir: Path, path: Path, keep: int) -> None:
+    """Point ``last_checkpoint`` at ``path`` and delete all but the newest ``keep`` periodic checkpoints."""
+    write_text_atomic(output_dir / LAST_CHECKPOINT, path.name + "\n")
+    periodic = sorted(output_dir.glob("checkpoint_*.pth"))
+    for old in periodic[: max(len(periodic) - keep, 0)]:
+        if old != path:
+            old.unlink(missing_ok=True)
+
+
+def _describe(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_KEYS_IN_MESSAGE])
+    more = len(keys) - MAX_KEYS_IN_MESSAGE
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def load_init_weights(model: nn.Module, spec: str, home: str | os.PathLike[str] | None = None) -> Path:
+    """Start from a whole-model checkpoint: a path (official or ovformer format) or a release name.
+
+    The text classifier in the file (its training vocabulary) is not used, so an LVIS model can start
+    an LV-VIS run (MODEL.WEIGHTS of the official video recipes).
+
+    Raises:
+        CheckpointError: unreadable, or keys/shapes that do not fit (listed).
+    """
+    if spec in MODEL_RELEASES:
+        path = resolve(MODEL_RELEASES[spec].weights, home=home, flag="run.init_weights")
+    else:
+        path = Path(spec)
+    checkpoint = read_checkpoint(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(checkpoint.state_dict))
+    unexpected = sorted(set(checkpoint.state_dict) - set(own))
+    wrong = sorted(k for k in set(own) & set(checkpoint.state_dict) if own[k].shape != checkpoint.state_dict[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {_describe(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_describe(unexpected)}")
+        if wrong:
+            parts.append(f"other shapes for {_describe(wrong)}")
+        raise CheckpointError(
+            f"initial weights {path} do not fit the configured model ({'; '.join(parts)}); "
+            "check model.backbone in the config"
+        )
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    return path
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"backbone weights {path} do not exist; check run.backbone_weights")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except Exception as err:  # corrupt safetensors raise several unrelated types
+            raise CheckpointError(f"cannot read backbone weights {path} ({err}); re-download them") from None
+    data = read_checkpoint_file(path)
+    for key in ("model", "state_dict"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+    if not isinstance(data, dict) or not all(isinstance(v, Tensor) for v in data.values()):
+        raise CheckpointError(f"backbone weights {path} are not a state dict of tensors")
+    return data
+
+
+def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str]) -> int:
+    """Load ImageNet backbone weights (timm ResNet-50 or Microsoft Swin names) into ``model.backbone``.
+
+    Classifier heads and other entries the backbone lacks are ignored; every backbone parameter must
+    be present with its shape.
+
+    Returns:
+        The number of tensors loaded.
+
+    Raises:
+        CheckpointError: unreadable file, or missing / mis-shaped backbone entries (listed).
+    """
+    path = Path(path)
+    state = _read_state_dict(path)
+    backbone: nn.Module = model.backbone  # type: ignore[assignment]
+    target: nn.Module = getattr(backbone, "base", backbone)
+    own = target.state_dict()
+    wanted = {k: v for k, v in state.items() if k in own}
+    missing = sorted(k for k in own if k not in wanted and not k.endswith("relative_position_index"))
+    wrong = sorted(k for k, v in wanted.items() if v.shape != own[k].shape)
+    if missing or wrong:
+        detail = f"missing {_describe(missing)}" if missing else f"other shapes for {_describe(wrong)}"
+        raise CheckpointError(
+            f"backbone weights {path} do not fit model.backbone ({detail}); use weights of the configured backbone"
+        )
+    target.load_state_dict(wanted, strict=False)
+    return len(wanted)
