@@ -18,7 +18,7 @@ from ovformer_core.config import ModelConfig, _from_dict, r50_config, swinb_conf
 from ovformer_core.errors import TrainingError
 from ovformer_core.train.augment import ImageAugmentConfig, VideoAugmentConfig
 from ovformer_core.train.criterion import LossConfig
-from ovformer_core.train.optim import OptimConfig
+from ovformer_core.train.optim import OptimConfig, lvis_image_recipe, lvvis_video_recipe
 
 #: LVIS v1 categories (lvis configs SEM_SEG_HEAD.NUM_CLASSES) and LV-VIS categories (lvvis configs).
 LVIS_NUM_CLASSES = 1203
@@ -132,7 +132,7 @@ def _image_recipe(model: ModelConfig) -> TrainConfig:
     """configs/lvis/Base-COCO-InstanceSegmentation.yaml + ovformer_*_bs8.yaml (LVIS without rare classes)."""
     return TrainConfig(
         model=model,
-        optim=OptimConfig(steps=(398250, 420375), max_iter=442500),
+        optim=lvis_image_recipe(),
         data=DataConfig(num_frames=1, filter_empty=True, repeat_threshold=0.001, num_workers=8),
         run=RunConfig(checkpoint_period=20000, eval_period=20000),
     )
@@ -142,7 +142,7 @@ def _video_recipe(model: ModelConfig, init_weights: str) -> TrainConfig:
     """configs/lvvis/Base-LVVIS-VideoInstanceSegmentation.yaml + video_ovformer_*_bs8.yaml (LV-VIS base)."""
     return TrainConfig(
         model=model,
-        optim=OptimConfig(steps=(1000,), max_iter=2000),
+        optim=lvvis_video_recipe(),
         data=DataConfig(num_frames=2, frame_range=20, filter_empty=False, num_workers=4),
         run=RunConfig(checkpoint_period=1000, eval_period=0, init_weights=init_weights),
     )

@@ -56,7 +56,12 @@ from ovformer_core.train.checkpointing import (
     save_train_checkpoint,
     set_rng_states,
 )
-from ovformer_core.train.clip_cache import ClipEmbeddingCache, OnTheFlyClipEmbeddings, build_clip_cache
+from ovformer_core.train.clip_cache import (
+    ClipEmbeddingCache,
+    OnTheFlyClipEmbeddings,
+    build_clip_cache,
+    encoder_fingerprint,
+)
 from ovformer_core.train.config import TrainConfig, check_train_config
 from ovformer_core.train.criterion import SetCriterion, category_sampling_weights, weighted_total
 from ovformer_core.train.data import TrainDataset, read_train_dataset
@@ -125,6 +130,12 @@ class _StopRequest:
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
+
+
+def _ignore_sigterm(worker_id: int) -> None:
+    """Loader workers ignore SIGTERM: a scheduler signals the whole process group, and the main process
+    must still be able to finish its iteration and write the checkpoint; it shuts the workers down."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @contextmanager
@@ -239,6 +250,7 @@ class Trainer:
             num_workers=data.num_workers,
             collate_fn=keep_list,
             persistent_workers=data.num_workers > 0,
+            worker_init_fn=_ignore_sigterm,
         )
         return iter(loader)
 
@@ -275,7 +287,9 @@ class Trainer:
         text_classifier = self._text_classifier(dataset)
         clip_embeddings: ClipEmbeddingCache | OnTheFlyClipEmbeddings
         if cfg.data.clip_features:
-            clip_embeddings = ClipEmbeddingCache.open(cfg.data.clip_features)
+            # When CLIP is loaded anyway (text classifier, evaluation), a cache from other weights is refused.
+            fingerprint = encoder_fingerprint(self._frame_encoder()) if self._clip_model is not None else None
+            clip_embeddings = ClipEmbeddingCache.open(cfg.data.clip_features, fingerprint=fingerprint)
         else:
             clip_embeddings = OnTheFlyClipEmbeddings(self._frame_encoder())
         model = self._build_model()
@@ -443,19 +457,21 @@ class Trainer:
         return scalars
 
     def _evaluate(self, model: nn.Module, iteration: int, log: MetricsLog) -> dict[str, float] | None:
-        """Rank 0 evaluates on the validation split while the others wait."""
-        stats = None
-        if self.group.is_main:
-            stats = evaluate_split(
-                model,
-                self.cfg.model,
-                self._frame_encoder(),
-                self._text_factory(),
-                self.cfg.data.val_json,
-                self.cfg.data.val_root,
-                self.cfg.data.val_benchmark,
-                self.output_dir / f"eval_{iteration:07d}",
-            )
+        """Every process segments its share of the validation videos; rank 0 evaluates and logs."""
+        stats = evaluate_split(
+            model,
+            self.cfg.model,
+            self._frame_encoder(),
+            self._text_factory(),
+            self.cfg.data.val_json,
+            self.cfg.data.val_root,
+            self.cfg.data.val_benchmark,
+            self.output_dir / f"eval_{iteration:07d}",
+            rank=self.group.rank,
+            world_size=self.group.world_size,
+            barrier=self._barrier,
+        )
+        if stats is not None:
             scalars = {f"eval/{name}": value for name, value in stats.items()}
             log.log(iteration, scalars)
             if self.on_log is not None:

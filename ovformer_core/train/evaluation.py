@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,7 +28,10 @@ def evaluate_split(
     val_root: str | Path,
     benchmark: str,
     out_dir: Path,
-) -> dict[str, float]:
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] = lambda: None,
+) -> dict[str, float] | None:
     """Segment every validation video and evaluate; the model is put back in training mode after.
 
     Args:
@@ -39,16 +43,21 @@ def evaluate_split(
         val_root: folder of the validation frames.
         benchmark: ``ytvis``, ``ovis``, ``lvvis`` or ``burst``.
         out_dir: the results JSON is written here (``results.json``).
+        rank, world_size: under torchrun every process segments its share of the videos
+            (``segment_split``); rank 0 merges and evaluates.
+        barrier: waits for every process (a no-op for one process).
 
     Returns:
-        The evaluator's 12 numbers by name (``AP``, ``AP50``, ...).
+        The evaluator's 12 numbers by name (``AP``, ``AP50``, ...) on rank 0; None on the others.
     """
     assert isinstance(model, OVFormer)
     dataset = read_dataset(val_json)
     results = out_dir / "results.json"
-    # A results folder from an interrupted evaluation of the same iteration is stale: start clean.
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        # A results folder from an interrupted evaluation of the same iteration is stale: start clean.
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    barrier()
     predictor = Predictor(
         model,
         model_cfg,
@@ -62,10 +71,13 @@ def evaluate_split(
     model.eval()
     try:
         with torch.no_grad():
-            segment_split(predictor, dataset, val_root, results)
-        merge_parts(dataset, results)
+            segment_split(predictor, dataset, val_root, results, rank=rank, world_size=world_size)
     finally:
         model.train(was_training)
+    barrier()
+    if rank != 0:
+        return None
+    merge_parts(dataset, results)
     with warnings.catch_warnings():
         # An untrained model may predict nothing: the evaluator warns and returns zeros, which is the answer.
         warnings.simplefilter("ignore")

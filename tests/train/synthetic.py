@@ -89,3 +89,39 @@ def write_shapes_dataset(
     path = root / "train.json"
     path.write_text(json.dumps({"videos": videos, "annotations": annotations, "categories": list(CATEGORIES)}))
     return path
+
+
+def write_shapes_images(root: Path, num_images: int = 4, seed: int = 1) -> Path:
+    """The first frame of each synthetic video as an LVIS/COCO-style image dataset (``root/images.json``).
+
+    The first image's first object is stored as a polygon (its bounding rectangle traced), the
+    others as RLE, so both image-json segmentation forms are read.
+    """
+    video_json = write_shapes_dataset(root, num_videos=num_images, num_frames=1, seed=seed)
+    videos = json.loads(video_json.read_text())
+    images = [
+        {"id": v["id"], "file_name": v["file_names"][0], "height": v["height"], "width": v["width"]}
+        for v in videos["videos"]
+    ]
+    annotations = []
+    for ann in videos["annotations"]:
+        segmentation = ann["segmentations"][0]
+        if segmentation is None:
+            continue
+        if not annotations:
+            ys, xs = np.nonzero(mask_utils.decode(segmentation))
+            x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+            segmentation = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+        annotations.append(
+            {
+                "id": len(annotations) + 1,
+                "image_id": ann["video_id"],
+                "category_id": ann["category_id"],
+                "segmentation": segmentation,
+                "iscrowd": 0,
+                "area": ann["areas"][0],
+            }
+        )
+    path = root / "images.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": list(CATEGORIES)}))
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -41,9 +42,7 @@ def _run(command: list[str], timeout: int = 300) -> subprocess.CompletedProcess[
 
 
 def _losses(output_dir: Path) -> dict[int, tuple[float, ...]]:
-    return {
-        line["iteration"]: tuple(line[k] for k in LOSS_KEYS) for line in read_metrics(output_dir) if "loss" in line
-    }
+    return {line["iteration"]: tuple(line[k] for k in LOSS_KEYS) for line in read_metrics(output_dir) if "loss" in line}
 
 
 def _final_weights(output_dir: Path) -> dict[str, torch.Tensor]:
@@ -132,8 +131,13 @@ def test_sigkill_then_resume_reproduces_the_uninterrupted_run(shapes, tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one_process_with_accumulation(shapes, tmp_path):
     # Global batch 2: two processes with one clip each, or one process accumulating two micro-batches.
-    single = write_config(tmp_path / "single.json", tiny_train_overrides(shapes, tmp_path / "single"))
-    double = write_config(tmp_path / "double.json", tiny_train_overrides(shapes, tmp_path / "double"))
+    configs = {}
+    for name in ("single", "double"):
+        overrides = tiny_train_overrides(shapes, tmp_path / name)
+        # The final evaluation is split over the processes too (rank 0 merges and scores).
+        overrides["data"].update(val_json=str(shapes["json"]), val_root=str(shapes["root"]), val_benchmark="ytvis")
+        configs[name] = write_config(tmp_path / f"{name}.json", overrides)
+    single, double = configs["single"], configs["double"]
     for path in (single, double):
         path.write_text(path.read_text().replace('"max_iter": 6', '"max_iter": 3'))
     alone = _run(_cli("-c", str(single), "-q"))
@@ -148,19 +152,24 @@ def test_torchrun_two_processes_equal_one_process_with_accumulation(shapes, tmp_
         assert got[iteration] == pytest.approx(expected[iteration], rel=1e-6, abs=1e-7)
     a, b = _final_weights(tmp_path / "single"), _final_weights(tmp_path / "double")
     assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) <= 1e-6
+    evals = [[line for line in read_metrics(tmp_path / name) if "eval/AP" in line] for name in ("single", "double")]
+    assert len(evals[0]) == len(evals[1]) == 1
+    assert evals[1][0]["eval/AP"] == pytest.approx(evals[0][0]["eval/AP"], abs=1e-6)
 
 
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(shapes, tmp_path):
     overrides = tiny_train_overrides(shapes, tmp_path / "run", checkpoint_period=1000)
     overrides["optim"]["max_iter"] = 1000
+    overrides["data"]["num_workers"] = 1  # a loader worker receives the signal too
     config = write_config(tmp_path / "run.json", overrides)
     process = subprocess.Popen(_cli("-c", str(config), "-q"), env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     _wait_for(tmp_path / "run" / "metrics.jsonl", process)
     while not (tmp_path / "run" / "metrics.jsonl").read_text().strip():
         time.sleep(0.02)  # at least one iteration done
-    process.send_signal(signal.SIGTERM)
+    # As a cluster scheduler does: SIGTERM to every process of the job (main process and loader worker).
+    os.killpg(process.pid, signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 3, stderr[-2000:]
     assert "stopped by SIGTERM" in stdout and "--resume" in stdout
@@ -201,3 +210,26 @@ def test_existing_run_needs_resume(shapes, tmp_path):
         train(cfg)
     # Resuming a finished run does nothing more and keeps the result.
     assert train(cfg, resume=True).iteration == 2
+
+
+def test_image_level_recipe_trains_on_an_image_json(tmp_path):
+    from tests.clip_fixtures import save_safetensors, tiny_clip
+    from tests.train.synthetic import write_shapes_images
+
+    images = write_shapes_images(tmp_path / "data")
+    shapes = {
+        "json": images,
+        "root": tmp_path / "data" / "frames",
+        "clip": save_safetensors(tiny_clip(), tmp_path / "c.st"),
+    }
+    overrides = tiny_train_overrides(shapes, tmp_path / "run")
+    overrides["recipe"] = "r50-lvis"
+    overrides["optim"]["max_iter"] = 2
+    overrides["data"]["image_augment"] = {"image_size": 64}
+    cfg = config_from_overrides(overrides)
+    assert cfg.data.repeat_threshold == 0.001 and cfg.data.num_frames == 1  # the LVIS recipe's sampler and clips
+    outcome = train(cfg)
+    assert outcome.status == "finished"
+    losses = _losses(tmp_path / "run")
+    assert sorted(losses) == [1, 2] and all(all(map(math.isfinite, v)) for v in losses.values())
+    assert read_checkpoint(outcome.final_model).config.decoder.temporal_position is False
