@@ -16,25 +16,39 @@ from ovformer_core.errors import TrainingError
 EXIT_INTERRUPTED = 3
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text:
-        raise TrainingError(f"--set {text!r} is not KEY=VALUE (e.g. --set run.output_dir=runs/a)")
-    key, raw = text.split("=", 1)
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw  # a bare string such as a path
-    return key.strip().split("."), value
+def _recipe_value(data: dict[str, Any], keys: list[str]) -> Any:
+    """The value the config's recipe has at ``keys`` (None when there is none)."""
+    from ovformer_core.train.config import recipe
+
+    name = data.get("recipe", "r50-lvvis")
+    node: Any = recipe(name).to_dict() if isinstance(name, str) else {}
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
 
 
 def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set a.b.c=VALUE``: VALUE is JSON (numbers, true, lists), except for text fields, where
+    it is taken as written (so ``run.output_dir=2024`` is the folder ``2024``)."""
     for text in overrides:
-        keys, value = _parse_override(text)
+        if "=" not in text:
+            raise TrainingError(f"--set {text!r} is not KEY=VALUE (e.g. --set run.output_dir=runs/a)")
+        key, raw = text.split("=", 1)
+        keys = key.strip().split(".")
+        if isinstance(_recipe_value(data, keys), str):
+            value: Any = raw
+        else:
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw  # a bare word; the config check names the field if it must be something else
         node = data
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
+        for part in keys[:-1]:
+            node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise TrainingError(f"--set {text!r}: {key} is not a config section")
+                raise TrainingError(f"--set {text!r}: {part} is not a config section")
         node[keys[-1]] = value
     return data
 

@@ -7,8 +7,10 @@ in a user's JSON cannot silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Union
 
 from ovformer_core.errors import OVFormerError
 
@@ -126,24 +128,74 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of ``to_dict``; raises ``OVFormerError`` on unknown keys."""
-        return _from_dict(cls, data)
+        return config_from_dict(cls, data)
 
 
-def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(annotation))
+    if origin is tuple:
+        return "a list"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(annotation))
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """Whether a JSON value fits a config field's type (bools are not numbers here)."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return value in typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(annotation))
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args, strict=True))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    return True
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a frozen config dataclass from nested plain data (JSON), checking keys and value types.
+
+    Raises:
+        OVFormerError: an unknown key, or a value of the wrong type (one line naming the field).
+    """
     if not isinstance(data, dict):
         raise OVFormerError(f"config for {cls.__name__} must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise OVFormerError(f"unknown {cls.__name__} keys: {', '.join(unknown)}; valid keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     defaults = cls()  # type: ignore[call-arg]
     for name, value in data.items():
         current = getattr(defaults, name)
         if dataclasses.is_dataclass(current):
-            kwargs[name] = _from_dict(type(current), value)
-        elif isinstance(current, tuple):
+            kwargs[name] = config_from_dict(type(current), value)
+            continue
+        if not _matches(value, hints[name]):
+            raise OVFormerError(f"{cls.__name__}.{name} must be {_type_name(hints[name])}, got {value!r}")
+        if isinstance(current, tuple):
             kwargs[name] = tuple(value)
+        elif hints[name] is float or (isinstance(current, float) and isinstance(value, int)):
+            kwargs[name] = float(value)
         else:
             kwargs[name] = value
     return cls(**kwargs)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ovformer_core.config import ModelConfig, _from_dict, r50_config, swinb_config
+from ovformer_core.config import ModelConfig, config_from_dict, r50_config, swinb_config
 from ovformer_core.errors import TrainingError
 from ovformer_core.train.augment import ImageAugmentConfig, VideoAugmentConfig
 from ovformer_core.train.criterion import LossConfig
@@ -125,7 +125,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of ``to_dict``; raises on unknown keys."""
-        return _from_dict(cls, data)
+        return config_from_dict(cls, data)
 
 
 def _image_recipe(model: ModelConfig) -> TrainConfig:

@@ -45,7 +45,9 @@ class MetricsLog:
                 stacklevel=2,
             )
         else:
-            self._writer = SummaryWriter(log_dir=str(output_dir / "tensorboard"), purge_step=resume_from)
+            # Events of iterations after the checkpoint (written before the interruption) are hidden.
+            purge_step = None if resume_from is None else resume_from + 1
+            self._writer = SummaryWriter(log_dir=str(output_dir / "tensorboard"), purge_step=purge_step)
 
     def log(self, iteration: int, scalars: Mapping[str, float]) -> None:
         """Record ``scalars`` (names like ``loss`` or ``eval/AP``) at ``iteration``."""

@@ -131,7 +131,9 @@ def test_collate_pads_frames_and_masks_to_a_multiple_of_32() -> None:
         # Padding is zero after normalisation (detectron2 ImageList), bottom and right only.
         assert torch.count_nonzero(clip[:, :, height:, :]) == 0
         assert torch.count_nonzero(clip[:, :, :, width:]) == 0
-    assert batch.frames[1, 0, :, 0, 0].tolist() == pytest.approx([(255 - m) / s for m, s in zip(PIXEL_MEAN, PIXEL_STD)])
+    # The set corner pixels: 0 and 255 in every channel.
+    expected_corners = [[(v - m) / s for m, s in zip(PIXEL_MEAN, PIXEL_STD, strict=True)] for v in (0, 255)]
+    assert batch.frames[:, 0, :, 0, 0].tolist() == [pytest.approx(c) for c in expected_corners]
     assert batch.num_instances == 3
     for target, sample in zip(batch.targets, samples, strict=True):
         num_instances, num_frames, height, width = sample.masks.shape

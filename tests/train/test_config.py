@@ -101,7 +101,12 @@ def test_backbone_and_initial_weights_of_each_recipe(name: str, kind: str, init_
     assert cfg.model.inference.min_size_test == min_size_test
     if kind == "swin":
         swin = cfg.model.backbone.swin
-        assert (swin.embed_dim, swin.depths, swin.num_heads, swin.window_size) == (128, (2, 2, 18, 2), (4, 8, 16, 32), 12)
+        assert (swin.embed_dim, swin.depths, swin.num_heads, swin.window_size) == (
+            128,
+            (2, 2, 18, 2),
+            (4, 8, 16, 32),
+            12,
+        )
         assert swin.drop_path_rate == 0.3
 
 
@@ -270,3 +275,25 @@ def test_load_rejects_unknown_keys_and_unchecked_values(tmp_path: Path) -> None:
     with pytest.raises(TrainingError) as err:
         load_train_config(path)
     assert "data.train_root" in _one_line(err)
+
+
+def test_whole_numbers_are_accepted_for_float_fields() -> None:
+    cfg = config_from_overrides({"optim": {"lr": 1, "clip_grad_norm": 0}, "data": {"repeat_threshold": 0}})
+    assert cfg.optim.lr == 1 and cfg.optim.clip_grad_norm == 0 and cfg.data.repeat_threshold == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"optim": {"max_iter": 1.5}}, "max_iter"),  # today: accepted, and the run does 2 iterations
+        ({"run": {"output_dir": 2024}}, "output_dir"),  # today: TypeError traceback when the run starts
+        ({"run": {"seed": "abc"}}, "seed"),  # today: ValueError traceback when the run starts
+        ({"run": {"batch_size": "8"}}, "batch_size"),  # today: TypeError traceback in check_train_config
+    ],
+)
+def test_values_of_the_wrong_type_are_rejected_by_name(overrides: dict, key: str) -> None:
+    base = {"data": {"train_json": "t.json", "train_root": "r"}}
+    merged = {**base, **{k: {**base.get(k, {}), **v} for k, v in overrides.items()}}
+    with pytest.raises(OVFormerError) as err:
+        check_train_config(config_from_overrides(merged))
+    assert key in _one_line(err)
