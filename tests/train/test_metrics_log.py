@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -123,3 +124,14 @@ def test_tensorboard_after_resume_keeps_the_checkpoint_iteration(tmp_path: Path)
         (4, 4.0),
         (5, 50.0),
     ]
+
+
+def test_without_tensorboard_one_warning_and_the_json_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A None entry in sys.modules makes the import fail, as on an install without the [train] extra.
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.warns(UserWarning, match=r'tensorboard is not installed.*pip install "ovformer\[train\]"'):
+        log = MetricsLog(tmp_path, enabled=True)
+    log.log(1, {"loss": 1.5})
+    log.close()
+    assert read_metrics(tmp_path) == [{"iteration": 1, "loss": 1.5}]
+    assert not (tmp_path / "tensorboard").exists()
