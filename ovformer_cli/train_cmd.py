@@ -79,7 +79,7 @@ def train(
 
     Under torchrun every process runs this command: torchrun --nproc_per_node 8 -m ovformer_cli train -c run.json
     """
-    from ovformer_core.train.config import check_train_config, config_from_overrides, recipe
+    from ovformer_core.train.config import check_train_config, config_from_overrides, read_config_json, recipe
 
     if print_config is not None:
         stdout.print_json(json.dumps({"recipe": print_config, **recipe(print_config).to_dict()}))
@@ -88,14 +88,7 @@ def train(
         raise TrainingError(
             "give a training config with --config (start from `ovformer train --print-config r50-lvvis`)"
         )
-    if not config.is_file():
-        raise TrainingError(f"training config {config} does not exist; write one from `ovformer train --print-config`")
-    try:
-        data = json.loads(config.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TrainingError(f"training config {config} is not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise TrainingError(f"training config {config} must hold a JSON object")
+    data = read_config_json(config)
     cfg = config_from_overrides(_apply_overrides(data, overrides or []))
     check_train_config(cfg)
 

@@ -190,11 +190,11 @@ def config_from_overrides(overrides: dict[str, Any]) -> TrainConfig:
         raise TrainingError(f"invalid training config: {err}") from None
 
 
-def load_train_config(path: str | os.PathLike[str]) -> TrainConfig:
-    """Read a JSON training config (see the module docstring) and check it.
+def read_config_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object of a training config file (before it is merged with its recipe).
 
     Raises:
-        OVFormerError: missing or malformed file, unknown keys, or inconsistent values.
+        OVFormerError: missing file, invalid JSON, or not a JSON object.
     """
     path = Path(path)
     if not path.is_file():
@@ -207,7 +207,16 @@ def load_train_config(path: str | os.PathLike[str]) -> TrainConfig:
         raise TrainingError(f"training config {path} is not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise TrainingError(f"training config {path} must hold a JSON object")
-    cfg = config_from_overrides(data)
+    return data
+
+
+def load_train_config(path: str | os.PathLike[str]) -> TrainConfig:
+    """Read a JSON training config (see the module docstring) and check it.
+
+    Raises:
+        OVFormerError: missing or malformed file, unknown keys, or inconsistent values.
+    """
+    cfg = config_from_overrides(read_config_json(path))
     check_train_config(cfg)
     return cfg
 
