@@ -229,11 +229,13 @@ class Trainer:
             )
         return classifier.to(self.device)
 
-    def _build_model(self) -> nn.Module:
+    def _build_model(self, pretrained: bool) -> nn.Module:
+        """The network; with ``pretrained``, initialised from ``run.backbone_weights`` / ``run.init_weights``
+        (a resumed run skips them: its checkpoint replaces every weight)."""
         model = build_model(self.cfg.model)
-        if self.cfg.run.backbone_weights:
+        if pretrained and self.cfg.run.backbone_weights:
             load_backbone_weights(model, self.cfg.run.backbone_weights)
-        if self.cfg.run.init_weights:
+        if pretrained and self.cfg.run.init_weights:
             load_init_weights(model, self.cfg.run.init_weights, home=self.home)
         return model.to(self.device).train()
 
@@ -281,6 +283,11 @@ class Trainer:
     def _run(self) -> TrainOutcome:
         cfg = self.cfg
         torch.manual_seed(cfg.run.seed)
+        checkpoint = latest_checkpoint(self.output_dir)
+        if checkpoint is not None and not self.resume:
+            raise TrainingError(
+                f"{self.output_dir} already holds a run; pass --resume to continue it or set another run.output_dir"
+            )
         dataset = read_train_dataset(cfg.data.train_json, cfg.data.train_root, cfg.data.filter_empty)
         if not dataset.videos:
             raise TrainingError(f"{cfg.data.train_json} has no usable training items (all empty or crowd)")
@@ -292,7 +299,7 @@ class Trainer:
             clip_embeddings = ClipEmbeddingCache.open(cfg.data.clip_features, fingerprint=fingerprint)
         else:
             clip_embeddings = OnTheFlyClipEmbeddings(self._frame_encoder())
-        model = self._build_model()
+        model = self._build_model(pretrained=checkpoint is None)
         criterion = SetCriterion(
             cfg.model.num_classes,
             cfg.loss,
@@ -305,7 +312,6 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
         start = 0
-        checkpoint = latest_checkpoint(self.output_dir) if self.resume else None
         if checkpoint is not None:
             weights, state = read_train_state(checkpoint)
             model.load_state_dict(weights, strict=True)
@@ -314,10 +320,6 @@ class Trainer:
             scaler.load_state_dict(state["scaler"])
             set_rng_states(state["rng"])
             start = int(state["iteration"])
-        elif not self.resume and latest_checkpoint(self.output_dir) is not None:
-            raise TrainingError(
-                f"{self.output_dir} already holds a run; pass --resume to continue it or set another run.output_dir"
-            )
         if self.group.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.output_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
