@@ -233,3 +233,33 @@ def test_image_level_recipe_trains_on_an_image_json(tmp_path):
     losses = _losses(tmp_path / "run")
     assert sorted(losses) == [1, 2] and all(all(map(math.isfinite, v)) for v in losses.values())
     assert read_checkpoint(outcome.final_model).config.decoder.temporal_position is False
+
+
+def test_training_from_a_clip_cache_equals_on_the_fly_embeddings(shapes, tmp_path):
+    from typer.testing import CliRunner
+
+    from ovformer_cli.app import app
+    from tests.clip_fixtures import save_safetensors, tiny_clip
+
+    config = write_config(tmp_path / "run.json", tiny_train_overrides(shapes, tmp_path / "fly"))
+    cache = tmp_path / "clip.safetensors"
+    built = CliRunner().invoke(app, ["train", "-c", str(config), "--build-clip-cache", str(cache)])
+    assert built.exit_code == 0, built.output
+    assert "wrote CLIP embeddings of 24 frames" in built.output  # 4 videos x 6 frames
+
+    overrides = tiny_train_overrides(shapes, tmp_path / "fly")
+    overrides["optim"]["max_iter"] = 3
+    on_the_fly = train(config_from_overrides(overrides))
+    overrides["run"]["output_dir"] = str(tmp_path / "cached")
+    overrides["data"]["clip_features"] = str(cache)
+    cached = train(config_from_overrides(overrides))
+    assert on_the_fly.iteration == cached.iteration == 3
+    expected, got = _losses(tmp_path / "fly"), _losses(tmp_path / "cached")
+    for iteration in (1, 2, 3):
+        assert got[iteration] == pytest.approx(expected[iteration], rel=1e-4)
+
+    # A cache made with other CLIP weights is refused once CLIP is loaded (here for the text classifier).
+    overrides["run"]["output_dir"] = str(tmp_path / "stale")
+    overrides["run"]["clip_weights"] = str(save_safetensors(tiny_clip(seed=1), tmp_path / "other_clip.safetensors"))
+    with pytest.raises(TrainingError, match="made with other CLIP weights"):
+        train(config_from_overrides(overrides))
