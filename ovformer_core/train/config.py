@@ -72,8 +72,8 @@ class RunConfig:
         batch_size: clips per iteration over all processes (SOLVER.IMS_PER_BATCH).
         micro_batch_size: clips per forward pass in one process; gradient accumulation makes up the
             rest (``batch_size / (processes * micro_batch_size)`` steps per iteration).
-        amp: mixed precision on CUDA (SOLVER.AMP.ENABLED); CPU runs always use float32.
-        amp_dtype: autocast type; float16 uses a gradient scaler as the official code does.
+        amp: mixed precision (SOLVER.AMP.ENABLED); on CPU only with ``amp_dtype`` bfloat16, else float32.
+        amp_dtype: autocast type; float16 (CUDA) uses a gradient scaler as the official code does.
         checkpoint_period: iterations between checkpoints (SOLVER.CHECKPOINT_PERIOD).
         keep_checkpoints: periodic checkpoints kept (older ones are deleted; the final model is kept).
         eval_period: iterations between evaluations on ``data.val_json`` (TEST.EVAL_PERIOD; 0 = only at the end

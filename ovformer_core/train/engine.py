@@ -307,8 +307,9 @@ class Trainer:
         )
         optimizer = build_optimizer(model, cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.optim)
-        use_amp = cfg.run.amp and self.device.type == "cuda"
         amp_dtype = torch.float16 if cfg.run.amp_dtype == "float16" else torch.bfloat16
+        # float16 autocast is a CUDA feature; bfloat16 autocast also runs on CPU.
+        use_amp = cfg.run.amp and (self.device.type == "cuda" or amp_dtype == torch.bfloat16)
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
         start = 0

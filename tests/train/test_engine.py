@@ -263,3 +263,17 @@ def test_training_from_a_clip_cache_equals_on_the_fly_embeddings(shapes, tmp_pat
     overrides["run"]["clip_weights"] = str(save_safetensors(tiny_clip(seed=1), tmp_path / "other_clip.safetensors"))
     with pytest.raises(TrainingError, match="made with other CLIP weights"):
         train(config_from_overrides(overrides))
+
+
+def test_bfloat16_autocast_trains_with_finite_losses(shapes, tmp_path):
+    overrides = tiny_train_overrides(shapes, tmp_path / "run", amp=True, amp_dtype="bfloat16")
+    overrides["optim"]["max_iter"] = 2
+    fp32 = tiny_train_overrides(shapes, tmp_path / "fp32", amp=False)
+    fp32["optim"]["max_iter"] = 2
+    train(config_from_overrides(overrides))
+    train(config_from_overrides(fp32))
+    low, full = _losses(tmp_path / "run"), _losses(tmp_path / "fp32")
+    assert all(math.isfinite(v) for v in low[2])
+    # The network ran in bfloat16 (results differ from float32) but the first losses stay close.
+    assert low[1] != full[1]
+    assert low[1][0] == pytest.approx(full[1][0], rel=0.05)
