@@ -273,6 +273,7 @@ def segment(
             if window is not None:
                 overrides["clip_length"] = window
             options = segment_options_for(predictor.cfg, precision=precision.value, **overrides)
+            assert vocabulary is not None  # loaded together with the predictor above
             result = run_one(predictor, source, vocabulary, options, spec, quiet or json_summary)
             write_result_json(paths["json"], result)
             write_extras(result, extras, paths, spec.path)

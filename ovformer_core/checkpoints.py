@@ -85,7 +85,7 @@ def official_to_ours(name: str) -> str | None:
         return None
     for pattern, replacement in KEY_RENAMES:
         if pattern.match(name):
-            return pattern.sub(replacement, name, count=1)  # type: ignore[arg-type]
+            return pattern.sub(replacement, name, count=1)
     return None if name in ("pixel_mean", "pixel_std") else name
 
 

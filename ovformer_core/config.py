@@ -184,7 +184,7 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
         raise OVFormerError(f"unknown {cls.__name__} keys: {', '.join(unknown)}; valid keys: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
-    defaults = cls()  # type: ignore[call-arg]
+    defaults = cls()
     for name, value in data.items():
         current = getattr(defaults, name)
         if dataclasses.is_dataclass(current):

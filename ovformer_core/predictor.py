@@ -181,7 +181,7 @@ class Predictor:
                     category_name=vocab.names[t.label],
                     category_id=ids[t.label],
                     score=t.score,
-                    segmentations=t.rles,
+                    segmentations=list(t.rles),
                 )
                 for i, t in enumerate(ordered)
             ],

@@ -225,7 +225,7 @@ def parse_vocabulary_text(text: str, source: str = "vocabulary") -> list[tuple[s
 
 def classes_from_names(names: Sequence[str], source: str = "vocabulary") -> list[tuple[str, ...]]:
     """One class per name (no synonyms), normalised and validated."""
-    classes = [(normalize_name(name),) for name in names]
+    classes: list[tuple[str, ...]] = [(normalize_name(name),) for name in names]
     check_classes(classes, source)
     return classes
 

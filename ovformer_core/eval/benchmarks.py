@@ -90,7 +90,10 @@ def rules_for(benchmark: str) -> BenchmarkRules:
         return BenchmarkRules(benchmark, "mean", crowd_is_ignored=True, unique_matching=True, groups=())
     if benchmark == "lvvis":
         # evaluate/lvvis.py: partition 0/1 = base, 2/3 = novel.
-        groups = (CategoryGroup("base", "partition", (0, 1)), CategoryGroup("novel", "partition", (2, 3)))
+        groups: tuple[CategoryGroup, ...] = (
+            CategoryGroup("base", "partition", (0, 1)),
+            CategoryGroup("novel", "partition", (2, 3)),
+        )
         return BenchmarkRules("lvvis", "int_mean", crowd_is_ignored=False, unique_matching=True, groups=groups)
     if benchmark == "burst":
         # evaluate/burst.py: base = LVIS frequency c/f, novel = r; common/uncommon from the BURST split.

@@ -47,7 +47,8 @@ def greedy_match(
     # padding below 2x whatever the spread (a crowded OVIS video next to single-object ones).
     bucket = np.ceil(np.log2(np.maximum(num_gt, 1))).astype(np.int64)
     for b in np.unique(bucket):
-        members = np.flatnonzero(bucket == b)
+        # Python ints: Sequence indexing is typed for int, not numpy integers.
+        members: list[int] = np.flatnonzero(bucket == b).tolist()
         results = _match_bucket(
             [ious[p] for p in members], [gt_ignore[p] for p in members], [gt_crowd[p] for p in members], thr, unique
         )

@@ -74,7 +74,8 @@ def block_ious(
         for d0, d1, g0, g1 in zip(d_lo.tolist(), d_hi.tolist(), g_lo.tolist(), g_hi.tolist(), strict=True)
     ]
 
-    intersection = np.zeros(int(block_offset[-1]))
+    # Plain ndarray: numpy's stub types bincount as intp, but with float weights it returns float64.
+    intersection: np.ndarray = np.zeros(int(block_offset[-1]))
     if ratios:
         # Element j of frame group i is (result d_lo[i] + j // n_i, ground truth g_lo[i] + j % n_i).
         rows_in_group = d_hi - d_lo

@@ -180,7 +180,10 @@ class StreamingSegmenter:
             self.cfg.pixel_std,
             self.cfg.inference.size_divisibility,
         )
-        info = PreprocessInfo(original_size=(height, width), resized_size=size, padded_size=tuple(pixels.shape[-2:]))
+        padded_height, padded_width = pixels.shape[-2:]
+        info = PreprocessInfo(
+            original_size=(height, width), resized_size=size, padded_size=(padded_height, padded_width)
+        )
         if self.info is not None and self.info.original_size != info.original_size:
             raise ValueError(f"frame size changed from {self.info.original_size} to {info.original_size}")
         self.info = info

@@ -156,14 +156,14 @@ def draw_tracks(
         # Above the mask's top-left corner when there is room, else just inside it.
         x = min(left, max(0, image.width - text_w))
         y = top - text_h if top - text_h >= 0 else top
-        color = track_color(track.track_id)
-        draw.rectangle((x, y, x + text_w - 1, y + text_h - 1), fill=color)
-        luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
+        label_color = track_color(track.track_id)
+        draw.rectangle((x, y, x + text_w - 1, y + text_h - 1), fill=label_color)
+        luminance = 0.299 * label_color[0] + 0.587 * label_color[1] + 0.114 * label_color[2]
         draw.text((x + 2 - x0, y + 1 - y0), text, fill=(0, 0, 0) if luminance > 140 else (255, 255, 255), font=font)
     return np.asarray(image)
 
 
-def _pick_codec(requested: Literal["auto", "libx264", "mpeg4"]) -> str:
+def _pick_codec(requested: Literal["auto", "libx264", "mpeg4"]) -> Literal["libx264", "mpeg4"]:
     if requested == "auto":
         return "libx264" if "libx264" in av.codecs_available else "mpeg4"
     if requested not in av.codecs_available:

@@ -160,7 +160,9 @@ def _load_feature_dict(path: Path) -> Any:
 
 def _torch_load(path: Path) -> Any:
     # weights_only refuses numpy arrays by default; these few rebuilders are as safe as tensors.
-    numpy_globals = [g for (module, _), g in _allowed_globals().items() if module.startswith("numpy")]
+    numpy_globals: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        g for (module, _), g in _allowed_globals().items() if module.startswith("numpy")
+    ]
     try:
         with torch.serialization.safe_globals(numpy_globals):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -203,19 +205,26 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return codecs.encode(text, encoding)
 
 
+def _rebuilder(reduced: str | tuple[Any, ...]) -> Callable[..., Any]:
+    """The callable of a ``__reduce__``/``__reduce_ex__`` result: its first item."""
+    # A str result would name a module global; numpy arrays and scalars always reduce to a tuple.
+    assert isinstance(reduced, tuple), f"unexpected reduce result {reduced!r}"
+    return reduced[0]
+
+
 def _allowed_globals() -> dict[tuple[str, str], Callable[..., Any] | type]:
     """The only callables a plain feature pickle may name, mapped to what we actually call."""
-    reconstruct = np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's array rebuilder, whatever its module
-    scalar = np.float32(0).__reduce__()[0]  # type: ignore[index]
-    from_buffer = np.zeros(1).__reduce_ex__(5)[0]  # protocol 5 rebuilds arrays from raw buffers
+    reconstruct = _rebuilder(np.ndarray.__reduce__(np.zeros(0)))  # numpy's array rebuilder, whatever its module
+    scalar = _rebuilder(np.float32(0).__reduce__())
+    from_buffer = _rebuilder(np.zeros(1).__reduce_ex__(5))  # protocol 5 rebuilds arrays from raw buffers
     allowed: dict[tuple[str, str], Callable[..., Any] | type] = {
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("builtins", "dict"): dict,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,  # type: ignore[attr-defined]
-        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,  # type: ignore[attr-defined]
+        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
         ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
         ("torch", "Size"): torch.Size,
     }

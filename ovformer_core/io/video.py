@@ -19,6 +19,7 @@ constant-frame-rate video and an estimate for variable-frame-rate video.
 
 from __future__ import annotations
 
+import functools
 import glob
 import math
 import os
@@ -551,7 +552,7 @@ class VideoSource:
         assert self._images is not None
         for index in range(first, len(self._images)):
             image = self._images[index]
-            yield index, index / fps, lambda image=image: self._checked_image(image)
+            yield index, index / fps, functools.partial(self._checked_image, image)
 
     def _checked_image(self, path: Path) -> np.ndarray:
         frame = _read_image(path)
@@ -599,7 +600,7 @@ class VideoSource:
                 if index is None:
                     # After a seek the frame count restarts; recover the frame number from the time.
                     index = round(time * fps)
-                yield index, time, lambda frame=frame: frame.to_ndarray(format="rgb24")
+                yield index, time, functools.partial(frame.to_ndarray, format="rgb24")
                 index += 1
         finally:
             container.close()

@@ -52,7 +52,7 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return frames
     out = np.empty((frames.shape[0], size[0], size[1], 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
+        out[i] = np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.Resampling.BILINEAR))
     return out
 
 

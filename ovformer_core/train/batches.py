@@ -127,7 +127,7 @@ class ClipSamples(Dataset[TrainSample]):
     def __len__(self) -> int:
         return len(self.dataset.videos)
 
-    def __getitem__(self, ref: SampleRef) -> TrainSample:  # type: ignore[override]
+    def __getitem__(self, ref: SampleRef) -> TrainSample:
         rng = sample_generator(self.seed, ref.position)
         video = self.dataset.videos[ref.item]
         num_frames = 1 if self.dataset.is_image else self.cfg.num_frames
@@ -193,7 +193,7 @@ def collate(
         size_divisibility: the padded size is a multiple of this (32).
         device: where the tensors go.
     """
-    height, width = _padded_size([tuple(s.frames.shape[1:3]) for s in samples], size_divisibility)
+    height, width = _padded_size([(int(s.frames.shape[1]), int(s.frames.shape[2])) for s in samples], size_divisibility)
     mean = torch.tensor(pixel_mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(pixel_std, device=device).view(1, 3, 1, 1)
     frames, targets = [], []
