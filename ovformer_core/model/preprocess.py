@@ -6,6 +6,7 @@ mapped back to the original resolution.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,17 +58,24 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def normalize_and_pad(
-    frames: Tensor, mean: tuple[float, ...], std: tuple[float, ...], size_divisibility: int
+    frames: Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    size_divisibility: int,
+    padded_size: tuple[int, int] | None = None,
 ) -> Tensor:
     """uint8 ``[T, H, W, 3]`` RGB -> float ``[T, 3, Hp, Wp]``, normalised then zero-padded bottom/right.
 
     Padding happens after normalisation, so padded pixels are exactly 0 (as in the official code).
+    ``padded_size`` pads to a given (larger, common) size instead, as detectron2's ImageList does for
+    the images of a training batch; without it each side is rounded up to ``size_divisibility``.
     """
     x = frames.permute(0, 3, 1, 2).float()
     mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     x = (x - mean_t) / std_t
     h, w = x.shape[-2:]
-    pad_h = (size_divisibility - h % size_divisibility) % size_divisibility
-    pad_w = (size_divisibility - w % size_divisibility) % size_divisibility
-    return F.pad(x, (0, pad_w, 0, pad_h))
+    if padded_size is None:
+        padded_size = (-(-h // size_divisibility) * size_divisibility, -(-w // size_divisibility) * size_divisibility)
+    assert padded_size[0] >= h and padded_size[1] >= w, f"cannot pad {h}x{w} to {padded_size}"
+    return F.pad(x, (0, padded_size[1] - w, 0, padded_size[0] - h))

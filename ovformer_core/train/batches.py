@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from ovformer_core.model.preprocess import normalize_and_pad
 from ovformer_core.train.augment import augment_image_clip, augment_video_clip
 from ovformer_core.train.config import DataConfig
 from ovformer_core.train.data import TrainDataset, load_clip, sample_clip_frames
@@ -193,15 +194,14 @@ def collate(
         size_divisibility: the padded size is a multiple of this (32).
         device: where the tensors go.
     """
-    height, width = _padded_size([(int(s.frames.shape[1]), int(s.frames.shape[2])) for s in samples], size_divisibility)
-    mean = torch.tensor(pixel_mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(pixel_std, device=device).view(1, 3, 1, 1)
+    padded = _padded_size([(int(s.frames.shape[1]), int(s.frames.shape[2])) for s in samples], size_divisibility)
     frames, targets = [], []
     for sample in samples:
-        clip = sample.frames.to(device).permute(0, 3, 1, 2).float()
-        clip = (clip - mean) / std
-        pad = (0, width - clip.shape[-1], 0, height - clip.shape[-2])
-        frames.append(F.pad(clip, pad))
+        frames.append(
+            normalize_and_pad(sample.frames.to(device), pixel_mean, pixel_std, size_divisibility, padded_size=padded)
+        )
+        height, width = sample.frames.shape[1:3]
+        pad = (0, padded[1] - width, 0, padded[0] - height)
         masks = F.pad(sample.masks.to(device, torch.uint8), pad).bool()
         targets.append(VideoTarget(labels=sample.labels.to(device), masks=masks))
     return TrainBatch(torch.stack(frames), targets, [s.file_names for s in samples])
