@@ -23,7 +23,7 @@ from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter
 from ovformer_core.io.results import Track, VideoResult
 from ovformer_core.io.video import ReadOptions, SourceSpec, VideoSource, open_source
 from ovformer_core.model.build import build_model
-from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipFrameEncoder, ClipTextEncoderFactory, load_clip
+from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipFrameEncoder, ClipTextEncoderFactory, load_clip_encoders
 from ovformer_core.model.ovformer import OVFormer
 from ovformer_core.vocab import Vocabulary, load_vocabulary
 from ovformer_core.weights import ovformer_home, resolve
@@ -264,15 +264,13 @@ def load_model(
         progress=progress,
         flag="--clip-weights",
     )
-    clip = load_clip(clip_path).eval()
-    frame_encoder = ClipFrameEncoder.from_clip(clip).to(torch_device)
-    text_factory = ClipTextEncoderFactory(clip_path, device=str(torch_device), preloaded=clip)
+    encoders = load_clip_encoders(clip_path, torch_device)
     options = segment_options_for(cfg, precision=precision)
     return Predictor(
         network,
         cfg,
-        frame_encoder,
-        text_factory,
+        encoders.frames,
+        encoders.text,
         model_id=f"ovformer-{model}" if weights is None else f"ovformer-{model}:{Path(weights_path).name}",
         training_classifier=checkpoint.text_classifier,
         options=options,

@@ -398,6 +398,25 @@ class ClipTextEncoderFactory:
         return ClipTextEncoder(model.to(self.device))
 
 
+@dataclass(frozen=True)
+class ClipEncoders:
+    """The two towers of one CLIP file: image tower for frames, text tower (built on demand) for names."""
+
+    frames: ClipFrameEncoder
+    text: ClipTextEncoderFactory
+
+
+def load_clip_encoders(path: str | os.PathLike[str], device: torch.device | str) -> ClipEncoders:
+    """Load a CLIP file once and share it between the frame encoder and the text-encoder factory.
+
+    Raises:
+        CheckpointError: unreadable file, or keys that do not fit (listed).
+    """
+    clip = load_clip(path).eval()
+    frames = ClipFrameEncoder.from_clip(clip).to(device).eval()
+    return ClipEncoders(frames, ClipTextEncoderFactory(Path(path), device=str(device), preloaded=clip))
+
+
 class FrameEmbeddingCache:
     """Frame index -> CLIP embedding, so every frame is encoded once however many windows use it.
 

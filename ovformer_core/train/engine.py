@@ -34,7 +34,7 @@ from ovformer_core.errors import TrainingError
 from ovformer_core.io.atomic import write_text_atomic
 from ovformer_core.io.precomputed import load_text_classifier_npy
 from ovformer_core.model.build import build_model
-from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipFrameEncoder, ClipTextEncoderFactory, load_clip
+from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipEncoders, load_clip_encoders
 from ovformer_core.train.batches import (
     ClipSamples,
     MicroBatchPlan,
@@ -175,7 +175,7 @@ class Trainer:
         self.plan = MicroBatchPlan(cfg.run.batch_size, cfg.run.micro_batch_size, self.group.world_size, self.group.rank)
         self.output_dir = Path(cfg.run.output_dir)
         self.device = self._pick_device()
-        self._clip_model: Any = None
+        self._clip_encoders: ClipEncoders | None = None
 
     # ----- set-up -------------------------------------------------------------------------------------------
 
@@ -190,20 +190,12 @@ class Trainer:
             torch.cuda.set_device(device)
         return device
 
-    def _clip(self) -> Any:
-        """The CLIP ViT-B/32 (loaded once, only when something needs it)."""
-        if self._clip_model is None:
+    def _clip(self) -> ClipEncoders:
+        """The CLIP ViT-B/32 towers (loaded once, only when something needs them)."""
+        if self._clip_encoders is None:
             path = resolve(OPENAI_VIT_B_32, self.cfg.run.clip_weights or None, home=self.home, flag="run.clip_weights")
-            self._clip_path = path
-            self._clip_model = load_clip(path).eval()
-        return self._clip_model
-
-    def _text_factory(self) -> ClipTextEncoderFactory:
-        clip = self._clip()
-        return ClipTextEncoderFactory(self._clip_path, device=str(self.device), preloaded=clip)
-
-    def _frame_encoder(self) -> ClipFrameEncoder:
-        return ClipFrameEncoder.from_clip(self._clip()).to(self.device).eval()
+            self._clip_encoders = load_clip_encoders(path, self.device)
+        return self._clip_encoders
 
     def _text_classifier(self, dataset: TrainDataset) -> Tensor:
         """``[512, C + 1]`` classifier of the training categories (fixed during training)."""
@@ -213,7 +205,7 @@ class Trainer:
         elif spec:
             classifier = Vocabulary.load(spec).text_classifier()
         else:
-            factory = self._text_factory()
+            factory = self._clip().text
             vocabulary = encode_classes(classes_from_names(dataset.category_names), factory(), factory.identity)
             classifier = vocabulary.text_classifier()
         num_classes = classifier.shape[1] - 1
@@ -295,10 +287,10 @@ class Trainer:
         clip_embeddings: ClipEmbeddingCache | OnTheFlyClipEmbeddings
         if cfg.data.clip_features:
             # When CLIP is loaded anyway (text classifier, evaluation), a cache from other weights is refused.
-            fingerprint = encoder_fingerprint(self._frame_encoder()) if self._clip_model is not None else None
+            fingerprint = encoder_fingerprint(self._clip().frames) if self._clip_encoders is not None else None
             clip_embeddings = ClipEmbeddingCache.open(cfg.data.clip_features, fingerprint=fingerprint)
         else:
-            clip_embeddings = OnTheFlyClipEmbeddings(self._frame_encoder())
+            clip_embeddings = OnTheFlyClipEmbeddings(self._clip().frames)
         model = self._build_model(pretrained=checkpoint is None)
         criterion = SetCriterion(
             cfg.model.num_classes,
@@ -464,8 +456,8 @@ class Trainer:
         stats = evaluate_split(
             model,
             self.cfg.model,
-            self._frame_encoder(),
-            self._text_factory(),
+            self._clip().frames,
+            self._clip().text,
             self.cfg.data.val_json,
             self.cfg.data.val_root,
             self.cfg.data.val_benchmark,
@@ -500,7 +492,7 @@ def build_training_clip_cache(cfg: TrainConfig, path: str | os.PathLike[str], ho
     dataset = read_train_dataset(cfg.data.train_json, cfg.data.train_root, cfg.data.filter_empty)
     trainer = Trainer(cfg, home=home)
     names = sorted({name for video in dataset.videos for name in video.file_names})
-    build_clip_cache(names, trainer._frame_encoder(), path)
+    build_clip_cache(names, trainer._clip().frames, path)
     return len(names)
 
 
