@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ovformer_core.config import ModelConfig, r50_config, swinb_config
+from ovformer_core.config import LVIS_NUM_CLASSES, LVVIS_NUM_CLASSES, ModelConfig, r50_config, swinb_config
 from ovformer_core.errors import CheckpointError
 from ovformer_core.io.atomic import atomic_path
 from ovformer_core.weights import WeightFile
@@ -218,7 +218,7 @@ def check_fits(checkpoint: LoadedCheckpoint, model: nn.Module, cfg: ModelConfig,
         raise CheckpointError(
             f"{path} was trained with {classifier.shape[-1] - 1} classes ({OFFICIAL_TEXT_CLASSIFIER_KEY} "
             f"{list(classifier.shape)}) but the config expects {cfg.num_classes}; "
-            "use the config of that checkpoint (LV-VIS: 1196, LVIS: 1203)"
+            f"use the config of that checkpoint (LV-VIS: {LVVIS_NUM_CLASSES}, LVIS: {LVIS_NUM_CLASSES})"
         )
 
 
@@ -285,25 +285,25 @@ def _google_drive(file_id: str, name: str, filename: str) -> WeightFile:
 MODEL_RELEASES: dict[str, ModelRelease] = {
     "r50-lvvis": ModelRelease(
         "r50-lvvis",
-        r50_config(num_classes=1196, video=True),
+        r50_config(num_classes=LVVIS_NUM_CLASSES, video=True),
         _google_drive("1-zfEwdglPeVHzlc5Ky_HJlZtMgGXAy1S", "OVFormer R-50 (LV-VIS)", "ovformer_r50_lvvis.pth"),
         "ResNet-50, video-trained on LV-VIS (21.9 mAP LV-VIS val); semi-online clips of 5 frames",
     ),
     "swinb-lvvis": ModelRelease(
         "swinb-lvvis",
-        swinb_config(num_classes=1196, video=True),
+        swinb_config(num_classes=LVVIS_NUM_CLASSES, video=True),
         _google_drive("107BNsu9eTr5e70B4oj28jgHKBjYTWNWp", "OVFormer Swin-B (LV-VIS)", "ovformer_swinb_lvvis.pth"),
         "Swin-B, video-trained on LV-VIS (24.7 mAP LV-VIS val); semi-online clips of 5 frames",
     ),
     "r50-lvis": ModelRelease(
         "r50-lvis",
-        r50_config(num_classes=1203, video=False),
+        r50_config(num_classes=LVIS_NUM_CLASSES, video=False),
         _google_drive("1-tMcjp8xIYr9E5r5JYOESGajXtMAs33y", "OVFormer R-50 (LVIS)", "ovformer_r50_lvis.pth"),
         "ResNet-50, image-trained on LVIS (34.8 mAP YTVIS19 zero-shot); per-frame with memory association",
     ),
     "swinb-lvis": ModelRelease(
         "swinb-lvis",
-        swinb_config(num_classes=1203, video=False),
+        swinb_config(num_classes=LVIS_NUM_CLASSES, video=False),
         _google_drive("102qxZlu05yXILfghhrwjxv-tL3MlcYu7", "OVFormer Swin-B (LVIS)", "ovformer_swinb_lvis.pth"),
         "Swin-B, image-trained on LVIS (44.3 mAP YTVIS19 zero-shot); per-frame with memory association",
     ),

@@ -19,6 +19,9 @@ T = TypeVar("T")
 #: ImageNet mean/std in RGB order, 0..255 scale (MODEL.PIXEL_MEAN / PIXEL_STD of every official config).
 PIXEL_MEAN_RGB = (123.675, 116.28, 103.53)
 PIXEL_STD_RGB = (58.395, 57.12, 57.375)
+#: Training vocabularies: LV-VIS (configs/lvvis SEM_SEG_HEAD.NUM_CLASSES) and LVIS v1 (configs/lvis).
+LVVIS_NUM_CLASSES = 1196
+LVIS_NUM_CLASSES = 1203
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class ModelConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
-    num_classes: int = 1196  # SEM_SEG_HEAD.NUM_CLASSES of the training vocabulary (LV-VIS 1196, LVIS 1203)
+    num_classes: int = LVVIS_NUM_CLASSES  # SEM_SEG_HEAD.NUM_CLASSES of the training vocabulary
     pixel_mean: tuple[float, float, float] = PIXEL_MEAN_RGB
     pixel_std: tuple[float, float, float] = PIXEL_STD_RGB
 
@@ -201,7 +204,7 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**kwargs)
 
 
-def r50_config(num_classes: int = 1196, video: bool = True) -> ModelConfig:
+def r50_config(num_classes: int = LVVIS_NUM_CLASSES, video: bool = True) -> ModelConfig:
     """Official ResNet-50 config: video_ovformer_R50_bs8 (video) or lvis/ovformer_R50_bs8 (image)."""
     return ModelConfig(
         backbone=BackboneConfig(kind="resnet50"),
@@ -211,7 +214,7 @@ def r50_config(num_classes: int = 1196, video: bool = True) -> ModelConfig:
     )
 
 
-def swinb_config(num_classes: int = 1196, video: bool = True) -> ModelConfig:
+def swinb_config(num_classes: int = LVVIS_NUM_CLASSES, video: bool = True) -> ModelConfig:
     """Official Swin-B config: video_ovformer_SwinB_bs8 (video) or lvis/ovformer_SwinB_bs8 (image)."""
     return ModelConfig(
         backbone=BackboneConfig(kind="swin", swin=SwinConfig()),

@@ -14,15 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ovformer_core.config import ModelConfig, config_from_dict, r50_config, swinb_config
+from ovformer_core.config import (
+    LVIS_NUM_CLASSES,
+    LVVIS_NUM_CLASSES,
+    ModelConfig,
+    config_from_dict,
+    r50_config,
+    swinb_config,
+)
 from ovformer_core.errors import TrainingError
 from ovformer_core.train.augment import ImageAugmentConfig, VideoAugmentConfig
 from ovformer_core.train.criterion import LossConfig
 from ovformer_core.train.optim import OptimConfig, lvis_image_recipe, lvvis_video_recipe
-
-#: LVIS v1 categories (lvis configs SEM_SEG_HEAD.NUM_CLASSES) and LV-VIS categories (lvvis configs).
-LVIS_NUM_CLASSES = 1203
-LVVIS_NUM_CLASSES = 1196
 
 
 @dataclass(frozen=True)
