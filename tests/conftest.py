@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from ovformer_core.io.results import Track, VideoResult
+from tests.clip_fixtures import save_safetensors, tiny_clip
+from tests.train.synthetic import write_shapes_dataset
 
 #: Grey levels of the frame-id strip: 8 levels apart so lossy codecs (error ~1-3) cannot confuse them.
 _CODE_BASE, _CODE_STEP, _CODE_PERIOD = 10, 8, 31
@@ -198,3 +200,14 @@ def make_result() -> Callable[..., tuple[VideoResult, np.ndarray]]:
 def identify_frame() -> Callable[[np.ndarray], int]:
     """``identify_frame(decoded_frame) -> index % 31`` for frames written by ``make_video``."""
     return identify
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Synthetic training videos of moving shapes (tests/train/synthetic.py) and a tiny CLIP, written once."""
+    root = tmp_path_factory.mktemp("shapes")
+    return {
+        "json": write_shapes_dataset(root),
+        "root": root / "frames",
+        "clip": save_safetensors(tiny_clip(), root / "clip.safetensors"),
+    }

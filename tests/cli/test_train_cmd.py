@@ -11,22 +11,9 @@ from typer.testing import CliRunner
 
 from ovformer_cli.app import app
 from ovformer_core.train.config import RECIPES, config_from_overrides, recipe
-from tests.clip_fixtures import save_safetensors, tiny_clip
 from tests.train.conftest import tiny_train_overrides
-from tests.train.synthetic import write_shapes_dataset
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The synthetic training videos and a tiny CLIP (the training tests' data, written for this module)."""
-    root = tmp_path_factory.mktemp("train_cli_shapes")
-    return {
-        "json": write_shapes_dataset(root),
-        "root": root / "frames",
-        "clip": save_safetensors(tiny_clip(), root / "clip.safetensors"),
-    }
 
 
 def _write(path: Path, data: Any) -> Path:

@@ -1,4 +1,4 @@
-"""Fixtures for the training tests: a synthetic shapes dataset, a tiny CLIP and a tiny training config."""
+"""Training-test helpers: a tiny training config over the ``shapes`` data (fixture in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.clip_fixtures import save_safetensors, tiny_clip
-from tests.train.synthetic import write_shapes_dataset
-
-
-@pytest.fixture(scope="session")
-def shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The synthetic dataset and a tiny CLIP, written once per session."""
-    root = tmp_path_factory.mktemp("shapes")
-    return {
-        "json": write_shapes_dataset(root),
-        "root": root / "frames",
-        "clip": save_safetensors(tiny_clip(), root / "clip.safetensors"),
-    }
 
 
 def tiny_train_overrides(shapes: dict[str, Path], output_dir: Path, **run: Any) -> dict[str, Any]:
