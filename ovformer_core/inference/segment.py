@@ -47,7 +47,8 @@ class SegmentOptions:
     Attributes:
         mode: "semi-online" (video checkpoints) or "per-frame" (image checkpoints, zero-shot).
         clip_length: frames per clip in semi-online mode (official: 5).
-        frame_batch: frames per forward pass in per-frame mode (does not change results).
+        frame_batch: frames per forward pass in per-frame mode (changes results only in the last float
+            bits: a matmul's rounding depends on its row count).
         top_k: candidates kept (official: 50 for LV-VIS, 10 YouTube-VIS, 20 OVIS).
         score_threshold: candidates scoring below are not reported.
         frame_score_ratio: per-frame blanking ratio of the per-frame mode (official: 0.1).

@@ -72,6 +72,20 @@ def read_rgb_frame(file_name: str | os.PathLike[str]) -> np.ndarray:
         raise TrainingError(f"cannot read frame {file_name} ({first_line(err)}); check the image file") from None
 
 
+def encode_each_alone(encoder: ClipFrameEncoder, frames: Sequence[np.ndarray]) -> Tensor:
+    """``[T, D]`` float32 CPU embeddings, each frame sent through the encoder on its own.
+
+    A matmul's rounding depends on how many rows it has (the BLAS library picks another kernel), so
+    a frame encoded together with others can differ in the last bits from the same frame encoded
+    with a different batch. Training must not depend on which frames happened to be looked up
+    together (a resumed run starts with an empty memo), so every frame is its own batch: its
+    embedding is then a function of its pixels alone, equal in a cache, on the fly, and after a resume.
+    """
+    if not frames:
+        return torch.zeros(0, _encoder_dim(encoder))
+    return torch.cat([encoder([frame]).float().cpu() for frame in frames])
+
+
 def encoder_fingerprint(encoder: ClipFrameEncoder) -> str:
     """A short identity of the CLIP weights and preprocessing (16 hex digits).
 
@@ -105,7 +119,7 @@ def build_clip_cache(
         file_names: frame files (duplicates are encoded once), e.g. every ``TrainVideo.file_names``.
         encoder: the frozen CLIP frame encoder of the model to train.
         path: output ``.safetensors`` file; nothing is written if any frame fails.
-        batch_size: frames read into memory and encoded per round.
+        batch_size: frames read into memory per round (each is encoded alone, ``encode_each_alone``).
         num_readers: threads decoding images (PIL releases the GIL while decoding).
         progress: called with the number of frames done after each round.
 
@@ -122,7 +136,7 @@ def build_clip_cache(
     with ThreadPoolExecutor(max_workers=max(1, num_readers)) as readers:
         for start in range(0, len(names), batch_size):
             frames = list(readers.map(read_rgb_frame, names[start : start + batch_size]))
-            rounds.append(encoder(frames).float().cpu())
+            rounds.append(encode_each_alone(encoder, frames))
             if progress is not None:
                 progress(min(start + batch_size, len(names)))
     embeddings = torch.cat(rounds).contiguous()
@@ -337,7 +351,8 @@ class OnTheFlyClipEmbeddings:
     """Encodes frames when first looked up and remembers the most recent ones (LRU).
 
     For short runs and small datasets where building a cache first is not worth it. Each
-    ``lookup`` reads and encodes only the frames it does not remember, in one encoder call.
+    ``lookup`` reads and encodes only the frames it does not remember, each on its own
+    (``encode_each_alone``), so an embedding never depends on what was remembered before.
     """
 
     def __init__(self, encoder: ClipFrameEncoder, max_frames: int = DEFAULT_MEMO_SIZE) -> None:
@@ -369,7 +384,7 @@ class OnTheFlyClipEmbeddings:
                 found[name] = self._memo[name]
         todo = [name for name in dict.fromkeys(names) if name not in found]
         if todo:
-            encoded = self.encoder([read_rgb_frame(name) for name in todo]).float().cpu()
+            encoded = encode_each_alone(self.encoder, [read_rgb_frame(name) for name in todo])
             self.num_encoded += len(todo)
             for name, embedding in zip(todo, encoded, strict=True):
                 # A copy, so a remembered row does not keep its whole batch alive.

@@ -82,6 +82,21 @@ def test_cache_round_trip_equals_direct_encoding(tmp_path: Path, frames: list[st
     assert opened.lookup([]).shape == (0, 512)
 
 
+def test_an_embedding_depends_on_its_frame_alone(
+    tmp_path: Path, frames: list[str], encoder: ClipFrameEncoder
+) -> None:
+    # A resumed run starts with an empty memo and so looks frames up in other company than the
+    # uninterrupted run did; the embeddings must still be bit-identical (exact resume).
+    alone = torch.cat([encoder([read_rgb_frame(name)]) for name in frames])
+    together = OnTheFlyClipEmbeddings(encoder).lookup(frames)
+    assert torch.equal(together, alone)
+    resumed = OnTheFlyClipEmbeddings(encoder)
+    resumed.lookup(frames[3:])  # other frames remembered first, then a mixed lookup
+    assert torch.equal(resumed.lookup(frames), alone)
+    cache = build_clip_cache(frames, encoder, tmp_path / "cache.safetensors", batch_size=3)
+    assert torch.equal(cache.lookup(frames), alone)
+
+
 def test_missing_frame_names_it(tmp_path: Path, frames: list[str], encoder: ClipFrameEncoder) -> None:
     cache = build_clip_cache(frames[:2], encoder, tmp_path / "cache.safetensors")
     with pytest.raises(TrainingError, match=r"no frame '.*00002\.jpg'; rebuild the cache") as info:

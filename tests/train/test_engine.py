@@ -256,7 +256,7 @@ def test_training_from_a_clip_cache_equals_on_the_fly_embeddings(shapes, tmp_pat
     assert on_the_fly.iteration == cached.iteration == 3
     expected, got = _losses(tmp_path / "fly"), _losses(tmp_path / "cached")
     for iteration in (1, 2, 3):
-        assert got[iteration] == pytest.approx(expected[iteration], rel=1e-4)
+        assert got[iteration] == expected[iteration]  # each embedding is a function of its frame alone
 
     # A cache made with other CLIP weights is refused once CLIP is loaded (here for the text classifier).
     overrides["run"]["output_dir"] = str(tmp_path / "stale")
