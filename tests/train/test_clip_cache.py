@@ -82,9 +82,7 @@ def test_cache_round_trip_equals_direct_encoding(tmp_path: Path, frames: list[st
     assert opened.lookup([]).shape == (0, 512)
 
 
-def test_an_embedding_depends_on_its_frame_alone(
-    tmp_path: Path, frames: list[str], encoder: ClipFrameEncoder
-) -> None:
+def test_an_embedding_depends_on_its_frame_alone(tmp_path: Path, frames: list[str], encoder: ClipFrameEncoder) -> None:
     # A resumed run starts with an empty memo and so looks frames up in other company than the
     # uninterrupted run did; the embeddings must still be bit-identical (exact resume).
     alone = torch.cat([encoder([read_rgb_frame(name)]) for name in frames])
