@@ -1,9 +1,23 @@
-"""Shared console plumbing: one-line errors, quiet mode, stderr/stdout consoles."""
+"""Shared console plumbing: one-line errors, signals, exit statuses, stderr/stdout consoles.
+
+Exit statuses of every command (the README lists them for batch scripts):
+
+- 0: done;
+- 1: ``segment``: some inputs failed (listed; the others were processed);
+- 2: a usage error (bad option, vocabulary, weights, file): nothing was done;
+- 3: ``train``: stopped by SIGTERM after saving a checkpoint (``--resume`` continues);
+- 4: ``segment``: every input produced a result, but some were incomplete (a damaged video);
+- 128 + N: interrupted by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP); unfinished outputs removed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import signal
+import warnings
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -16,27 +30,88 @@ R = TypeVar("R")
 
 #: Exit status for a user mistake (bad input, missing file); 1 is left to "some batch items failed".
 EXIT_USER_ERROR = 2
+#: Exit status base for a run stopped by a signal: 128 + the signal number, as shells report it.
+EXIT_SIGNAL_BASE = 128
+#: Signals that stop a command as Ctrl-C does: outputs in progress are removed, one line is printed.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
 
-def fail(message: str) -> typer.Exit:
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGTERM, SIGHUP) raised as an exception, so cleanup runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def fail(message: str, status: int = EXIT_USER_ERROR) -> typer.Exit:
     """Print ``error: message`` on stderr and return the exit to raise."""
     stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    return typer.Exit(EXIT_USER_ERROR)
+    return typer.Exit(status)
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    # Later stop signals must not interrupt the cleanup of the first one.
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise ``Interrupted`` (a ``KeyboardInterrupt``).
+
+    Every output is written atomically and removed on any exception, so a batch scheduler's SIGTERM
+    leaves no ``.part`` file, exactly like Ctrl-C. Handlers can only be set from the main thread;
+    elsewhere (an embedding application's worker thread) the signals keep their own handling.
+    """
+    previous: dict[int, object] = {}
+    try:
+        for stop in STOP_SIGNALS:
+            previous[stop] = signal.signal(stop, _raise_interrupted)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+#: Packages whose warnings are not for a CLI user (deprecations, pickle-protocol notes, ...).
+QUIET_PACKAGES = ("torch", "timm", "open_clip", "av", "numpy", "pycocotools", "tensorboard")
+
+
+@contextlib.contextmanager
+def quiet_library_warnings() -> Iterator[None]:
+    """Silence the warnings of the libraries underneath; ovformer's own warnings still show."""
+    with warnings.catch_warnings():
+        for package in QUIET_PACKAGES:
+            warnings.filterwarnings("ignore", module=rf"{package}(\.|$)")
+        yield
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn an ``OVFormerError`` (and Ctrl-C) into one line on stderr and a non-zero exit."""
+    """Run a command with one-line errors and clean stops.
+
+    An ``OVFormerError`` becomes ``error: <its line>`` and exit 2; Ctrl-C, SIGTERM and SIGHUP become
+    ``error: interrupted (SIG...)`` and exit 128 + the signal number, after the atomic writers removed
+    whatever was unfinished.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
+            with stop_signals_raise(), quiet_library_warnings():
+                return func(*args, **kwargs)
         except OVFormerError as err:
             raise fail(str(err)) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted") from None
+        except KeyboardInterrupt as err:
+            signum: int = err.signum if isinstance(err, Interrupted) else signal.SIGINT.value
+            name = signal.Signals(signum).name
+            raise fail(f"interrupted ({name}); unfinished outputs were removed", EXIT_SIGNAL_BASE + signum) from None
 
     return wrapper

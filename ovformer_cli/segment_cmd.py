@@ -14,11 +14,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ovformer_cli.console import EXIT_USER_ERROR, fail, stderr, stdout, user_errors
+from ovformer_cli.console import EXIT_USER_ERROR, stderr, stdout, user_errors
 from ovformer_core.errors import OutputError, OVFormerError, ResultsError, VideoError
 
 if TYPE_CHECKING:  # heavy imports only for the type checker; commands import them when they run
     from ovformer_core.inference.segment import SegmentOptions
+    from ovformer_core.io.outputs import OutputPaths
     from ovformer_core.io.results import VideoResult
     from ovformer_core.io.video import SourceSpec, VideoSource
     from ovformer_core.predictor import Predictor
@@ -28,6 +29,8 @@ log = logging.getLogger("ovformer")
 
 #: Exit status when some inputs of a batch failed (the others were processed).
 EXIT_SOME_FAILED = 1
+#: Exit status when every input has a result but some are incomplete (a damaged video decoded in part).
+EXIT_INCOMPLETE = 4
 
 
 class Extra(str, Enum):
@@ -51,37 +54,6 @@ class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
-
-
-def output_paths(out_dir: Path, name: str) -> dict[str, Path]:
-    """Where each output of input ``name`` goes."""
-    return {
-        "json": out_dir / f"{name}.json",
-        Extra.ytvis.value: out_dir / f"{name}.ytvis.json",
-        Extra.coco.value: out_dir / f"{name}.coco.json",
-        Extra.overlay.value: out_dir / f"{name}.overlay.mp4",
-        Extra.png.value: out_dir / f"{name}_masks",
-    }
-
-
-def write_extras(result: VideoResult, extras: list[Extra], paths: dict[str, Path], source_path: Path | None) -> None:
-    """Write the requested extra formats of one result."""
-    from ovformer_core.io.overlay import write_overlay
-    from ovformer_core.io.png_masks import write_png_masks
-    from ovformer_core.io.results import write_coco_json, write_ytvis_json
-    from ovformer_core.io.video import open_source
-
-    for extra in extras:
-        if extra is Extra.ytvis:
-            write_ytvis_json(paths[extra.value], result)
-        elif extra is Extra.coco:
-            write_coco_json(paths[extra.value], result)
-        elif extra is Extra.png:
-            write_png_masks(paths[extra.value], result)
-        elif extra is Extra.overlay:
-            if source_path is None:
-                raise OVFormerError("an overlay needs the source video; pass it with --video")
-            write_overlay(paths[extra.value], open_source(source_path).iter_frames(), result)
 
 
 def summary_table(result: VideoResult) -> Table:
@@ -203,14 +175,21 @@ def segment(
     max_frames: Annotated[int | None, typer.Option("--max-frames", help="Stop after this many frames.", min=1)] = None,
     start: Annotated[float | None, typer.Option("--start", help="Start time in seconds.", min=0)] = None,
     end: Annotated[float | None, typer.Option("--end", help="End time in seconds.")] = None,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose result exists.")] = False,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing",
+            help="Skip inputs whose requested outputs all exist; make missing formats from a saved result.",
+        ),
+    ] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never download weights.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
 ) -> None:
     """Find, segment, track and name every object of the given categories in each input."""
+    from ovformer_core.io.outputs import RESULT, OutputPaths, check_output_paths, missing_outputs, write_outputs
     from ovformer_core.io.results import write_result_json
-    from ovformer_core.io.video import ReadOptions, expand_inputs, open_source
+    from ovformer_core.io.video import ReadOptions, open_source, resolve_inputs
     from ovformer_core.predictor import load_model, segment_options_for
 
     if dataset is not None:
@@ -234,49 +213,57 @@ def segment(
         return
     if not inputs or vocab is None:
         raise OVFormerError("give input videos and --vocab (or --dataset with --frames-root)")
-    extras = list(dict.fromkeys(extras or []))
-    specs = expand_inputs(inputs)
+    formats = [extra.value for extra in dict.fromkeys(extras or [])]
+    specs, unresolved = resolve_inputs(inputs)
     read_options = ReadOptions(stride=stride, max_frames=max_frames, start_time=start, end_time=end)
-    todo = []
-    skipped = []
-    for spec in specs:
-        paths = output_paths(out_dir, spec.name)
-        if skip_existing and paths["json"].is_file():
-            skipped.append(spec)
-        else:
-            todo.append((spec, paths))
-    summary: dict = {"ok": [], "failed": [], "skipped": [str(s.path) for s in skipped]}
     check_writable(out_dir)
+    summary: dict = {
+        "ok": [],
+        "failed": [{"input": failure.input, "error": str(failure.error)} for failure in unresolved],
+        "skipped": [],
+    }
     predictor = None
     vocabulary = None
-    for spec, paths in todo:
+    for spec in specs:
         started = time.perf_counter()
+        paths = OutputPaths.for_input(out_dir, spec.name)
         try:
-            # probe first: a corrupt input fails here without loading the model
-            source = open_source(spec, read_options)
-            if predictor is None:
-                predictor = load_model(
-                    model,
-                    weights,
-                    clip_weights,
-                    device=device,
-                    precision=precision.value,
-                    allow_download=not offline,
-                    progress=not quiet,
-                )
-                vocabulary = predictor.vocabulary(vocab)
-            overrides: dict = {"score_threshold": threshold, "top_k": top_k, "min_size": min_size}
-            if mode is Mode.offline:
-                overrides.update(mode="semi-online", clip_length=max(1, source.estimated_output_frames))
-            elif mode is not None:
-                overrides["mode"] = mode.value
-            if window is not None:
-                overrides["clip_length"] = window
-            options = segment_options_for(predictor.cfg, precision=precision.value, **overrides)
-            assert vocabulary is not None  # loaded together with the predictor above
-            result = run_one(predictor, source, vocabulary, options, spec, quiet or json_summary)
-            write_result_json(paths["json"], result)
-            write_extras(result, extras, paths, spec.path)
+            check_output_paths(paths, formats)  # before any model work
+            missing = missing_outputs(paths, formats) if skip_existing else [RESULT, *formats]
+            if not missing:
+                summary["skipped"].append(str(spec.path))
+                continue
+            result = _saved_result(paths) if RESULT not in missing else None
+            model_run = result is None
+            if result is None:
+                # probe first: a corrupt input fails here without loading the model
+                source = open_source(spec, read_options)
+                if predictor is None:
+                    predictor = load_model(
+                        model,
+                        weights,
+                        clip_weights,
+                        device=device,
+                        precision=precision.value,
+                        allow_download=not offline,
+                        progress=not quiet,
+                    )
+                    vocabulary = predictor.vocabulary(vocab)
+                overrides: dict = {"score_threshold": threshold, "top_k": top_k, "min_size": min_size}
+                if mode is Mode.offline:
+                    overrides.update(mode="semi-online", clip_length=max(1, source.estimated_output_frames))
+                elif mode is not None:
+                    overrides["mode"] = mode.value
+                if window is not None:
+                    overrides["clip_length"] = window
+                options = segment_options_for(predictor.cfg, precision=precision.value, **overrides)
+                assert vocabulary is not None  # loaded together with the predictor above
+                result = run_one(predictor, source, vocabulary, options, spec, quiet or json_summary)
+                # The full result first: an interrupted run keeps the model's work, and a rerun with
+                # --skip-existing makes the missing formats from it.
+                write_result_json(paths.result, result)
+            todo = formats if model_run else [output for output in missing if output != RESULT]
+            write_outputs(result, todo, paths, spec.path)
         except (VideoError, ResultsError, OutputError) as err:
             summary["failed"].append({"input": str(spec.path), "error": str(err)})
             continue
@@ -284,26 +271,44 @@ def segment(
         summary["ok"].append(
             {
                 "input": str(spec.path),
-                "result": str(paths["json"]),
+                "result": str(paths.result),
                 "tracks": len(result.tracks),
                 "frames": result.num_frames,
                 "seconds": round(seconds, 3),
+                "model_run": model_run,
             }
         )
         if not quiet and not json_summary:
             stdout.print(summary_table(result))
             rate = result.num_frames / max(seconds, 1e-9)
-            stdout.print(f"wrote {paths['json']} ({rate:.1f} frames/s)", highlight=False)
-    if not quiet and skipped and not json_summary:
-        stderr.print(f"skipped {len(skipped)} input(s) with existing results", highlight=False)
+            stdout.print(f"wrote {paths.result} ({rate:.1f} frames/s)", highlight=False)
+    if not quiet and summary["skipped"] and not json_summary:
+        stderr.print(f"skipped {len(summary['skipped'])} input(s) whose outputs all exist", highlight=False)
     if json_summary:
         typer.echo(json.dumps(summary))
     if summary["failed"]:
         if not quiet:
-            stderr.print(f"[bold red]{len(summary['failed'])} of {len(specs)} inputs failed:[/]")
+            total = len(specs) + len(unresolved)
+            stderr.print(f"[bold red]{len(summary['failed'])} of {total} inputs failed:[/]")
             for failure in summary["failed"]:
-                stderr.print(f"  {failure['input']}: {failure['error']}", highlight=False)
+                stderr.print(f"  {failure_line(failure['input'], failure['error'])}", highlight=False)
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _saved_result(paths: OutputPaths) -> VideoResult | None:
+    """The full result saved by an earlier run, or None when it cannot be read (then the model runs again)."""
+    from ovformer_core.io.results import load_result
+
+    try:
+        return load_result(paths.result)
+    except ResultsError as err:
+        log.warning("%s; running the model again", err)
+        return None
+
+
+def failure_line(input_name: str, error: str) -> str:
+    """``input: error``, without repeating the input when the error already names it."""
+    return error if input_name in error else f"{input_name}: {error}"
 
 
 def run_split(
@@ -384,19 +389,18 @@ def export(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Convert a saved result into other formats without running the model."""
+    from ovformer_core.io.outputs import OutputPaths, check_output_paths, write_outputs
     from ovformer_core.io.results import load_result
 
     result = load_result(result_path)
     folder = out_dir if out_dir is not None else result_path.parent
-    name = result_path.name.removesuffix(".json")
-    paths = output_paths(folder, name)
-    source = video if video is not None else (Path(result.video_path) if result.video_path else None)
-    if Extra.overlay in to and (source is None or not source.exists()):
-        raise fail(f"the source video {source} is not available; pass it with --video")
-    write_extras(result, list(dict.fromkeys(to)), paths, source)
+    paths = OutputPaths.for_input(folder, result_path.name.removesuffix(".json"))
+    formats = [extra.value for extra in dict.fromkeys(to)]
+    check_output_paths(paths, formats)
+    write_outputs(result, formats, paths, video)
     if not quiet:
-        for extra in dict.fromkeys(to):
-            stdout.print(f"wrote {paths[extra.value]}", highlight=False)
+        for output in formats:
+            stdout.print(f"wrote {paths.of(output)}", highlight=False)
 
 
 __all__ = ["segment", "export", "EXIT_USER_ERROR"]

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 
 import av
 import numpy as np
 
 from ovformer_core.errors import OutputError, ResultsError
+from ovformer_core.io.atomic import atomic_dir
 from ovformer_core.io.results import VideoResult
 
 #: Name of the legend file; its presence also marks a folder as ours (safe to replace).
@@ -87,9 +85,9 @@ def read_png_masks(folder: str | os.PathLike[str]) -> tuple[list[int], np.ndarra
     return frame_indices, np.stack(masks)
 
 
-def _is_ours(folder: Path) -> bool:
-    """True if ``folder`` holds only a legend and PNGs, i.e. a previous ``write_png_masks`` output."""
-    if not (folder / LEGEND_NAME).is_file():
+def is_png_mask_folder(folder: Path) -> bool:
+    """True if ``folder`` (not a link) holds only a legend and PNGs, i.e. a previous ``write_png_masks`` output."""
+    if folder.is_symlink() or not folder.is_dir() or not (folder / LEGEND_NAME).is_file():
         return False
     return all(p.name == LEGEND_NAME or (p.is_file() and p.suffix == ".png") for p in folder.iterdir())
 
@@ -104,21 +102,13 @@ def write_png_masks(folder: str | os.PathLike[str], result: VideoResult) -> Path
         The folder's path.
     """
     target = Path(folder)
-    if target.exists() and not (target.is_dir() and _is_ours(target)):
+    if os.path.lexists(target) and not is_png_mask_folder(target):
         raise OutputError(f"{target} already exists and is not an ovformer PNG mask folder; choose a new folder name")
     max_id = max((track.track_id for track in result.tracks), default=0)
     if max_id > np.iinfo(np.uint16).max:
         raise ResultsError(f"track id {max_id} does not fit a 16-bit PNG; renumber the tracks from 1")
     bit_depth = 8 if max_id <= np.iinfo(np.uint8).max else 16
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        # Not tempfile.mkdtemp: its 0700 mode would stick to the final folder; mkdir honours the umask.
-        staging = parent / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
-        staging.mkdir()
-    except OSError as err:
-        raise OutputError(f"cannot write to {parent}: {err.strerror or err}; choose a writable location") from err
-    try:
+    with atomic_dir(target, replaceable=target.exists()) as staging:
         for position, frame_index in enumerate(result.frame_indices):
             ids = id_mask(result, position)
             image = ids.astype(np.uint8) if bit_depth == 8 else ids
@@ -138,25 +128,4 @@ def write_png_masks(folder: str | os.PathLike[str], result: VideoResult) -> Path
             ],
         }
         (staging / LEGEND_NAME).write_text(json.dumps(legend, indent=1) + "\n", encoding="utf-8")
-        _swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` onto ``target``; an old ``target`` (checked to be ours) is moved aside first."""
-    old: Path | None = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.rmdir(old)
-        os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except OSError as err:
-        if old is not None:
-            os.replace(old, target)
-        raise OutputError(f"cannot create {target}: {err.strerror or err}; choose a writable location") from err
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -224,6 +224,52 @@ def _unique_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class InputFailure:
+    """A command-line input that names nothing readable.
+
+    Attributes:
+        input: the argument as given.
+        error: why (a missing path, a pattern without matches, a folder without images or videos).
+    """
+
+    input: str
+    error: VideoError
+
+
+def resolve_inputs(args: Sequence[str | os.PathLike[str]]) -> tuple[list[SourceSpec], list[InputFailure]]:
+    """Like ``expand_inputs``, but an argument that names nothing is returned as a failure, not raised.
+
+    A batch goes on with its other inputs when one path is mistyped or gone; names and ids are given
+    to the inputs that resolved, in order.
+
+    Raises:
+        VideoError: no argument at all.
+    """
+    if not args:
+        raise VideoError("no input given; pass a video, an image, a folder of frames or a glob pattern")
+    paths: list[Path] = []
+    failures: list[InputFailure] = []
+    seen: set[Path] = set()
+    for arg in args:
+        try:
+            expanded = _expand_one(arg)
+        except VideoError as err:
+            failures.append(InputFailure(str(arg), err))
+            continue
+        for path in expanded:
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                paths.append(path)
+    names = _unique_names(paths)
+    specs = [
+        SourceSpec(path=path, kind=_kind_of(path), name=name, video_id=i + 1)
+        for i, (path, name) in enumerate(zip(paths, names, strict=True))
+    ]
+    return specs, failures
+
+
 def expand_inputs(args: Sequence[str | os.PathLike[str]]) -> list[SourceSpec]:
     """Turn command-line inputs into sources: globs expanded, folders of videos listed.
 
@@ -243,21 +289,10 @@ def expand_inputs(args: Sequence[str | os.PathLike[str]]) -> list[SourceSpec]:
         VideoError: a path does not exist, a pattern matches nothing, or a folder holds neither
             images nor videos, or nothing was given.
     """
-    if not args:
-        raise VideoError("no input given; pass a video, an image, a folder of frames or a glob pattern")
-    paths: list[Path] = []
-    seen: set[Path] = set()
-    for arg in args:
-        for path in _expand_one(arg):
-            key = path.resolve()
-            if key not in seen:
-                seen.add(key)
-                paths.append(path)
-    names = _unique_names(paths)
-    return [
-        SourceSpec(path=path, kind=_kind_of(path), name=name, video_id=i + 1)
-        for i, (path, name) in enumerate(zip(paths, names, strict=True))
-    ]
+    specs, failures = resolve_inputs(args)
+    if failures:
+        raise failures[0].error
+    return specs
 
 
 def open_source(source: str | os.PathLike[str] | SourceSpec, options: ReadOptions | None = None) -> VideoSource:

@@ -1,0 +1,143 @@
+"""The files one segmented input becomes: their names, which of them exist, and writing the missing ones.
+
+An input ``NAME`` gets ``NAME.json`` (the full result, always) and, on request, the formats of
+``OUTPUT_FORMATS``: ``NAME.ytvis.json``, ``NAME.coco.json``, ``NAME.overlay.mp4`` and the folder
+``NAME_masks/``. Every one is written atomically (``ovformer_core.io.atomic``), so an existing path is
+a complete output: an interrupted run leaves some formats missing, never a half-written one. Resuming
+(``missing_outputs``) therefore only has to look at which paths exist, and every format can be made
+again from the saved result without the model (``write_outputs``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ovformer_core.errors import OutputError
+from ovformer_core.io.results import VideoResult
+
+#: The formats written next to the full result (names as ``-f`` and ``--to`` take them).
+OUTPUT_FORMATS = ("ytvis", "coco", "overlay", "png")
+#: What ``missing_outputs`` calls the full result ``NAME.json`` itself.
+RESULT = "result"
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where the outputs of one input go.
+
+    Attributes:
+        result: ``NAME.json``, the full result (``ovformer_core.io.results.write_result_json``).
+        ytvis: ``NAME.ytvis.json``, the YouTube-VIS results list.
+        coco: ``NAME.coco.json``, per-frame COCO annotations.
+        overlay: ``NAME.overlay.mp4``, the masks drawn on the video.
+        png: ``NAME_masks/``, per-frame PNG id masks (a folder).
+    """
+
+    result: Path
+    ytvis: Path
+    coco: Path
+    overlay: Path
+    png: Path
+
+    @classmethod
+    def for_input(cls, out_dir: str | os.PathLike[str], name: str) -> OutputPaths:
+        """The paths of input ``name`` in ``out_dir``."""
+        folder = Path(out_dir)
+        return cls(
+            result=folder / f"{name}.json",
+            ytvis=folder / f"{name}.ytvis.json",
+            coco=folder / f"{name}.coco.json",
+            overlay=folder / f"{name}.overlay.mp4",
+            png=folder / f"{name}_masks",
+        )
+
+    def of(self, output: str) -> Path:
+        """The path of one output (``"result"`` or one of ``OUTPUT_FORMATS``)."""
+        if output != RESULT and output not in OUTPUT_FORMATS:
+            raise ValueError(f"unknown output {output!r}; choose from {', '.join(OUTPUT_FORMATS)}")
+        return Path(getattr(self, output))
+
+
+def _is_folder_output(output: str) -> bool:
+    return output == "png"
+
+
+def check_output_paths(paths: OutputPaths, formats: Iterable[str]) -> None:
+    """Refuse, before any work, outputs whose path is taken by something that cannot be replaced.
+
+    A file output whose path is a folder, and a PNG folder whose path is a file or a foreign folder,
+    would only fail after the model ran.
+
+    Raises:
+        OutputError: names the path and what is in the way.
+    """
+    from ovformer_core.io.png_masks import is_png_mask_folder
+
+    for output in (RESULT, *formats):
+        path = paths.of(output)
+        if not os.path.lexists(path):
+            continue
+        if _is_folder_output(output):
+            if not is_png_mask_folder(path):
+                raise OutputError(
+                    f"cannot write {path}: it exists and is not an ovformer PNG mask folder; "
+                    "remove it or choose another output folder"
+                )
+        elif not path.is_file():
+            raise OutputError(
+                f"cannot write {path}: a folder or other non-file is in the way; "
+                "remove it or choose another output folder"
+            )
+
+
+def missing_outputs(paths: OutputPaths, formats: Iterable[str]) -> list[str]:
+    """The requested outputs not on disk yet: ``"result"`` first if the full result is missing.
+
+    An existing path is complete (every output is written atomically), so existence decides.
+    """
+    wanted = [RESULT, *dict.fromkeys(formats)]
+    return [output for output in wanted if not os.path.lexists(paths.of(output))]
+
+
+def write_outputs(
+    result: VideoResult,
+    formats: Sequence[str],
+    paths: OutputPaths,
+    source_path: str | os.PathLike[str] | None = None,
+) -> None:
+    """Write the requested formats of one result (not the full result itself), each atomically.
+
+    Args:
+        result: the segmented video.
+        formats: which formats to write.
+        paths: where (``OutputPaths.for_input``).
+        source_path: the source video, needed for the overlay (default: the path recorded in the result).
+
+    Raises:
+        OutputError: a format cannot be written (disk full, a folder in the way, ...), or the overlay's
+            source video is not available.
+    """
+    from ovformer_core.io.overlay import write_overlay
+    from ovformer_core.io.png_masks import write_png_masks
+    from ovformer_core.io.results import write_coco_json, write_ytvis_json
+    from ovformer_core.io.video import open_source
+
+    for output in dict.fromkeys(formats):
+        path = paths.of(output)
+        if output == "ytvis":
+            write_ytvis_json(path, result)
+        elif output == "coco":
+            write_coco_json(path, result)
+        elif output == "png":
+            write_png_masks(path, result)
+        elif output == "overlay":
+            source = Path(source_path) if source_path is not None else Path(result.video_path)
+            if not source.exists():
+                raise OutputError(
+                    f"the overlay needs the source video {source}, which is not there; "
+                    "pass the video the result was made from"
+                )
+            write_overlay(path, open_source(source).iter_frames(), result)
