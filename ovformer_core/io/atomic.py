@@ -13,13 +13,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import resource
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from ovformer_core.errors import OutputError
+from ovformer_core.errors import OutputError, OVFormerError
 
 #: What to do when writing fails with one of these errno values: they describe the destination, never
 #: an input being read, so they can be reported as an output problem wherever they surface.
@@ -39,6 +41,33 @@ def output_error(target: Path, err: OSError) -> OutputError | None:
         return None
     reason = err.strerror or os.strerror(err.errno or 0)
     return OutputError(f"cannot write {target}: {reason.lower()}; {advice}")
+
+
+#: Free space below which a failed write is put down to a full disk (a few file-system blocks).
+_NEARLY_FULL_BYTES = 64 * 1024
+
+
+def _diagnose(target: Path, tmp: Path, err: Exception) -> OutputError | None:
+    """Name the cause of a write that a library reported without its errno.
+
+    torch.save raises ``RuntimeError("... unexpected pos ...")`` and safetensors its own error type
+    when the disk fills up, so the cause is read off the error text (Rust's "os error N") or off the
+    destination itself: no free space left, or the file at the process's file-size limit.
+    """
+    found = re.search(r"os error (\d+)", str(err))
+    if found:
+        code = int(found[1])
+        return output_error(target, OSError(code, os.strerror(code)))
+    try:
+        stats = os.statvfs(tmp.parent)
+        if stats.f_bavail * stats.f_frsize < _NEARLY_FULL_BYTES:
+            return output_error(target, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and tmp.exists() and tmp.stat().st_size >= limit - _NEARLY_FULL_BYTES:
+            return output_error(target, OSError(errno.EFBIG, os.strerror(errno.EFBIG)))
+    except OSError:
+        return None
+    return None
 
 
 def _in_the_way(target: Path, err: OSError) -> OutputError:
@@ -86,8 +115,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         try:
             yield tmp
-        except OSError as err:
-            failure = output_error(target, err)
+        except OVFormerError:
+            raise
+        except Exception as err:
+            failure = output_error(target, err) if isinstance(err, OSError) else _diagnose(target, tmp, err)
             if failure is None:
                 raise
             raise failure from err
@@ -129,8 +160,10 @@ def atomic_dir(path: str | os.PathLike[str], replaceable: bool = False) -> Itera
     try:
         try:
             yield staging
-        except OSError as err:
-            failure = output_error(target, err)
+        except OVFormerError:
+            raise
+        except Exception as err:
+            failure = output_error(target, err) if isinstance(err, OSError) else _diagnose(target, staging, err)
             if failure is None:
                 raise
             raise failure from err
