@@ -229,7 +229,7 @@ def segment(
         paths = OutputPaths.for_input(out_dir, spec.name)
         try:
             check_output_paths(paths, formats)  # before any model work
-            missing = missing_outputs(paths, formats) if skip_existing else [RESULT, *formats]
+            missing = missing_outputs(paths, formats, spec.path) if skip_existing else [RESULT, *formats]
             if not missing:
                 summary["skipped"].append(str(spec.path))
                 continue

@@ -10,6 +10,7 @@ again from the saved result without the model (``write_outputs``).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -93,13 +94,49 @@ def check_output_paths(paths: OutputPaths, formats: Iterable[str]) -> None:
             )
 
 
-def missing_outputs(paths: OutputPaths, formats: Iterable[str]) -> list[str]:
+def missing_outputs(
+    paths: OutputPaths, formats: Iterable[str], source: str | os.PathLike[str] | None = None
+) -> list[str]:
     """The requested outputs not on disk yet: ``"result"`` first if the full result is missing.
 
-    An existing path is complete (every output is written atomically), so existence decides.
+    An existing path is complete (every output is written atomically), so existence decides. With
+    ``source``, outputs left by another input of the same name (``a/clip.mp4`` and, in another run,
+    ``b/clip.mp4``) count as missing, all of them.
     """
     wanted = [RESULT, *dict.fromkeys(formats)]
+    if source is not None and os.path.lexists(paths.result) and not _same_source(paths.result, Path(source)):
+        return wanted
     return [output for output in wanted if not os.path.lexists(paths.of(output))]
+
+
+#: Bytes read from the start of a result file to find its ``video_path`` (written second, after the name).
+_HEAD_BYTES = 64 * 1024
+
+
+def _same_source(result_path: Path, source: Path) -> bool:
+    """False only when the result names another existing file than ``source``; reads the file's head only.
+
+    A result cannot be checked when its recorded path is relative to another working folder or has
+    moved; then it is trusted.
+    """
+    try:
+        with result_path.open("rb") as handle:
+            head = handle.read(_HEAD_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return True
+    key = head.find('"video_path":')
+    if key < 0:
+        return True
+    try:
+        recorded, _ = json.JSONDecoder().raw_decode(head, key + len('"video_path":'))
+    except ValueError:
+        return True
+    if not isinstance(recorded, str):
+        return True
+    try:
+        return os.path.samefile(recorded, source)
+    except OSError:
+        return True
 
 
 def write_outputs(

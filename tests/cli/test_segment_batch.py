@@ -226,3 +226,18 @@ def test_library_warnings_do_not_come_before_the_error_line(tmp_path: Path, weig
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: refusing to load {odd}"), lines
+
+
+def test_skip_existing_does_not_take_another_inputs_result_of_the_same_name(tmp_path: Path, weights):
+    for folder, frames in (("a", 3), ("b", 4)):
+        (tmp_path / folder).mkdir()
+        write_video(tmp_path / folder / "clip.mp4", num_frames=frames)
+    out = tmp_path / "out"
+    first = runner.invoke(app, segment_args(weights, str(tmp_path / "a" / "clip.mp4"), "-o", str(out), "-q"))
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(
+        app, segment_args(weights, str(tmp_path / "b" / "clip.mp4"), "-o", str(out), "--skip-existing", "--json")
+    )
+    assert second.exit_code == 0, second.output
+    assert summary_of(second.stdout)["ok"][0]["model_run"] is True
+    assert load_result(out / "clip.json").num_frames == 4
