@@ -53,8 +53,8 @@ def test_reads_every_container(
     assert source.info.num_frames == 12
     assert source.info.name == "clip"
     frames = list(source.iter_frames())
-    assert [index for index, _ in frames] == list(range(12))
-    for index, frame in frames:
+    assert [index for index, _, _ in frames] == list(range(12))
+    for index, _, frame in frames:
         assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
         assert identify_frame(frame) == index
         # Lossy, but close to what was written.
@@ -63,7 +63,7 @@ def test_reads_every_container(
 
 def test_lossless_video_with_odd_size_is_exact(tmp_path: Path, make_video: Callable[..., np.ndarray]) -> None:
     written = make_video("odd.mkv", num_frames=5, height=25, width=33, codec=_codec_or_skip("ffv1"))
-    frames = np.stack([frame for _, frame in open_source(tmp_path / "odd.mkv").iter_frames()])
+    frames = np.stack([frame for _, _, frame in open_source(tmp_path / "odd.mkv").iter_frames()])
     np.testing.assert_array_equal(frames, written)
 
 
@@ -73,7 +73,7 @@ def test_frame_folder_is_read_in_natural_order(tmp_path: Path, make_frame_folder
     source = open_source(tmp_path / "frames", ReadOptions(folder_fps=5.0))
     assert (source.info.kind, source.info.num_frames, source.info.fps) == ("frames", 5, 5.0)
     assert source.info.name == "frames"
-    frames = np.stack([frame for _, frame in source.iter_frames()])
+    frames = np.stack([frame for _, _, frame in source.iter_frames()])
     np.testing.assert_array_equal(frames, written)  # PNG is lossless; plain sorting would put 10 before 2
     assert sorted(names) != names
 
@@ -85,7 +85,7 @@ def test_natural_sort_key() -> None:
 
 def test_jpeg_folder(tmp_path: Path, make_frame_folder: Callable) -> None:
     written = make_frame_folder("jpgs", num_frames=3, ext="jpg")
-    frames = np.stack([frame for _, frame in open_source(tmp_path / "jpgs").iter_frames()])
+    frames = np.stack([frame for _, _, frame in open_source(tmp_path / "jpgs").iter_frames()])
     assert frames.shape == written.shape
     assert np.abs(frames.astype(np.int16) - written).mean() < 4
 
@@ -104,8 +104,8 @@ def test_stride_and_max_frames(tmp_path: Path, make_video: Callable[..., np.ndar
     make_video("clip.mp4", num_frames=12)
     source = open_source(tmp_path / "clip.mp4", ReadOptions(stride=3, max_frames=3))
     frames = list(source.iter_frames())
-    assert [index for index, _ in frames] == [0, 3, 6]
-    assert [identify_frame(frame) for _, frame in frames] == [0, 3, 6]
+    assert [index for index, _, _ in frames] == [0, 3, 6]
+    assert [identify_frame(frame) for _, _, frame in frames] == [0, 3, 6]
     assert source.estimated_output_frames == 3
     assert source.output_fps == pytest.approx(10 / 3)
     assert open_source(tmp_path / "clip.mp4", ReadOptions(stride=5)).estimated_output_frames == 3
@@ -119,15 +119,15 @@ def test_start_and_end_time_seek(
     make_video(f"clip.{ext}", num_frames=20, fps=10, codec=_codec_or_skip(codec))
     source = open_source(tmp_path / f"clip.{ext}", ReadOptions(start_time=1.3, end_time=1.75, stride=2))
     frames = list(source.iter_frames())
-    assert [index for index, _ in frames] == [13, 15, 17]
-    assert [identify_frame(frame) for _, frame in frames] == [13, 15, 17]
+    assert [index for index, _, _ in frames] == [13, 15, 17]
+    assert [identify_frame(frame) for _, _, frame in frames] == [13, 15, 17]
     assert source.estimated_output_frames == 3
 
 
 def test_start_time_in_frame_folder(tmp_path: Path, make_frame_folder: Callable) -> None:
     make_frame_folder("frames", num_frames=8)
     source = open_source(tmp_path / "frames", ReadOptions(start_time=0.5, end_time=1.5, folder_fps=4.0))
-    assert [index for index, _ in source.iter_frames()] == [2, 3, 4, 5]
+    assert [index for index, _, _ in source.iter_frames()] == [2, 3, 4, 5]
 
 
 def test_window_sizes(tmp_path: Path, make_video: Callable[..., np.ndarray]) -> None:
