@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ovformer_core.errors import OutputError, ResultsError
 from ovformer_core.io.atomic import atomic_path
 from ovformer_core.io.results import Track, VideoResult
-from ovformer_core.io.video import DecodedFrame
+from ovformer_core.io.video import DecodedFrame, ReadOptions, SourceReader, open_source
 
 #: Hue step between consecutive track ids: the golden-ratio conjugate spreads any run of ids evenly
 #: around the colour wheel without ever repeating exactly.
@@ -258,6 +258,21 @@ def _average_rate(result: VideoResult) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
+def result_frames(video: str | os.PathLike[str], result: VideoResult) -> SourceReader[DecodedFrame]:
+    """The frames of ``video`` that ``result`` covers, for ``write_overlay``: with frame times, read
+    from the first one to the last (a seek, not a decode of everything before); else the whole video.
+
+    Raises:
+        VideoError: the video cannot be opened.
+    """
+    times = result.frame_times
+    if not times:
+        return open_source(video).iter_frames()
+    # Half a millisecond past the last frame: later frames are never decoded.
+    options = ReadOptions(start_time=times[0] if times[0] > 0 else None, end_time=times[-1] + 5e-4)
+    return open_source(video, options).iter_frames()
+
+
 def write_overlay(
     path: str | os.PathLike[str],
     frames: Iterable[DecodedFrame],
@@ -269,9 +284,9 @@ def write_overlay(
 
     Args:
         path: output file, ``.mp4`` (also ``.mov``, ``.mkv``).
-        frames: the source's frames in order, e.g. ``open_source(video).iter_frames()``; frames the
-            result does not cover (before a start time, between strides) are skipped, so the whole
-            video may be passed.
+        frames: the source's frames in order, e.g. ``result_frames(video, result)`` or
+            ``open_source(video).iter_frames()``; frames the result does not cover (before a start
+            time, between strides) are skipped, so the whole video may be passed.
         result: the tracks to draw.
         fps: force a constant output rate (frames evenly spaced); by default each frame keeps its
             source time (``result.frame_times``), or, for results without times, the rate of the

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from ovformer_core.errors import OutputError, ResultsError
-from ovformer_core.io.overlay import OverlayStyle, draw_tracks, mask_contour, track_color, write_overlay
+from ovformer_core.io.overlay import (
+    OverlayStyle,
+    draw_tracks,
+    mask_contour,
+    result_frames,
+    track_color,
+    write_overlay,
+)
 from ovformer_core.io.results import Track, VideoResult
 from ovformer_core.io.video import ReadOptions, open_source
 from tests.conftest import random_result
@@ -189,6 +196,11 @@ def test_overlay_of_a_result_read_after_a_seek(tmp_path: Path, identify_frame: C
     assert [identify_frame(f.image) for f in open_source(tmp_path / "o.mp4").iter_frames()] == list(range(16, 25))
     written, _ = _written_times(tmp_path / "o.mp4")
     assert written == pytest.approx([0.1 * i for i in range(9)], abs=1e-4)
+    # Or only the covered span is read, and the overlay is the same.
+    reader = result_frames(tmp_path / "clip.mkv", result)
+    write_overlay(tmp_path / "o2.mp4", reader, result, style=style)
+    assert reader.report is not None and reader.report.frames_decoded < 30 and reader.report.stopped == "selection"
+    assert (tmp_path / "o2.mp4").read_bytes() == (tmp_path / "o.mp4").read_bytes()
 
 
 def test_overlay_of_a_rotated_video_is_upright(tmp_path: Path) -> None:
