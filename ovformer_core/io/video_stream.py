@@ -54,6 +54,16 @@ _FILE_DURATION_SLACK_SECONDS = 1.0
 _RATE_MISMATCH = 0.01
 #: ``AVFMT_FLAG_GENPTS`` (libavformat/avformat.h), which PyAV sets on every input it opens.
 _GEN_PTS = 0x0001
+#: Demuxers that open other files or network streams (playlists, file lists, session descriptions),
+#: or render text as video; never used on a user's input.
+_INDIRECT_FORMATS = frozenset(
+    {"hls", "concat", "dash", "imf", "sdp", "rtp", "rtsp", "tty", "lavfi", "webm_dash_manifest"}
+)
+#: Packets whose time span gives the frame rate of a stream without a frame count; stamps dropped at
+#: each end of the sorted sample (more than any decoder's reorder depth); fewest left to trust it.
+_RATE_SAMPLE_PACKETS = 120
+_RATE_SAMPLE_EDGE = 8
+_RATE_SAMPLE_MIN = 30
 #: Matroska's per-track ``DURATION`` tag, ``HH:MM:SS.fraction``.
 _DURATION_TAG = re.compile(r"^(\d+):(\d{2}):(\d{2}(?:\.\d+)?)$")
 
@@ -97,12 +107,30 @@ def av_reason(err: BaseException) -> str:
     return str(reason).rstrip(".")
 
 
+@functools.cache
+def _input_options() -> dict[str, str]:
+    """FFmpeg options for opening a user's file: local files only, and no demuxer that opens others."""
+    allowed = sorted(name for name in av.formats_available if name not in _INDIRECT_FORMATS)
+    return {"protocol_whitelist": "file", "format_whitelist": ",".join(allowed)}
+
+
 def open_container(path: Path) -> av.container.InputContainer:
-    """Open a file for reading; one-line ``VideoError`` if FFmpeg cannot."""
+    """Open a file for reading; one-line ``VideoError`` if FFmpeg cannot or may not.
+
+    Playlists and file lists (HLS ``.m3u8``, ``ffconcat``, DASH, IMF), session descriptions (SDP)
+    and text (FFmpeg renders it as video) are refused before anything they point to is opened, so an
+    input never makes FFmpeg read outside the file it names, or from the network.
+    """
     try:
-        return av.open(str(path), mode="r")
+        return av.open(str(path), mode="r", options=_input_options())
     except av.error.FileNotFoundError as err:
         raise VideoError(f"{path} does not exist; check the path") from err
+    except av.error.ArgumentError as err:
+        # The only invalid argument at open is a demuxer outside the whitelist.
+        raise VideoError(
+            f"{path} is a playlist, a list of other files, a stream description or text, not a video; "
+            "pass the video file itself"
+        ) from err
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
         raise VideoError(
             f"{path} is corrupt or not a video or image FFmpeg can read ({av_reason(err)}); "
@@ -173,6 +201,25 @@ def _declared_duration(
     return None, True
 
 
+def _sampled_rate(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    """Frames per second over the time span of the next packets (demuxed, not decoded); ``None`` when
+    too few. The stamps at both ends of the sorted sample are dropped: reordered frames near the edges
+    of a decode-order sample may have their neighbours outside it."""
+    stamps: list[int] = []
+    try:
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None:
+                stamps.append(packet.pts)
+            if len(stamps) >= _RATE_SAMPLE_PACKETS:
+                break
+    except av.error.FFmpegError:
+        pass  # damage is the reader's business; a shorter sample still gives a rate
+    inner = sorted(stamps)[_RATE_SAMPLE_EDGE:-_RATE_SAMPLE_EDGE]
+    if len(inner) < _RATE_SAMPLE_MIN or stream.time_base is None or inner[-1] == inner[0]:
+        return None
+    return (len(inner) - 1) / float((inner[-1] - inner[0]) * stream.time_base)
+
+
 def probe_stream(path: Path) -> StreamFacts:
     """Read the header, the frame index and the first frame: size, orientation, rate, declared length.
 
@@ -185,23 +232,26 @@ def probe_stream(path: Path) -> StreamFacts:
         nominal = _nominal_fps(stream)
         duration, whole_file = _declared_duration(container, stream)
         counted, index_complete = _counted_entries(stream, duration, nominal)
-        if index_complete:
-            num_frames, exact = counted, True
-        elif stream.frames > 0:
-            num_frames, exact = int(stream.frames), True
-        else:
-            num_frames, exact = (round(duration * nominal) if duration is not None else 0), False
-        fps = nominal
-        if index_complete and duration and num_frames > 1:
-            average = num_frames / duration
-            if abs(average - nominal) > _RATE_MISMATCH * nominal:
-                fps = average
         try:
             first = next(container.decode(stream), None)
         except av.error.FFmpegError as err:
             raise VideoError(f"{path} is corrupt: cannot decode its first frame ({av_reason(err)})") from err
         if first is None:
             raise VideoError(f"{path} has no decodable frames; pass a video with at least one frame")
+        fps = nominal
+        if index_complete:
+            num_frames, exact = counted, True
+            if duration and num_frames > 1 and abs(num_frames / duration - nominal) > _RATE_MISMATCH * nominal:
+                fps = num_frames / duration
+        elif stream.frames > 0:
+            num_frames, exact = int(stream.frames), True
+        else:
+            # No count: duration x rate, the rate measured on the first packets when the header's
+            # nominal one disagrees (variable-rate Matroska declares its time base's rate).
+            sampled = _sampled_rate(container, stream)
+            if sampled is not None and abs(sampled - nominal) > _RATE_MISMATCH * nominal:
+                fps = sampled
+            num_frames, exact = (round(duration * fps) if duration is not None else 0), False
         orientation, note = frame_orientation(first)
         width, height = orientation.display_size(int(first.width), int(first.height))
         slack = _END_SLACK_FRAMES / fps + _END_SLACK_SECONDS

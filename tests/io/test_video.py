@@ -17,6 +17,7 @@ from ovformer_core.io.video import (
     natural_sort_key,
     open_source,
 )
+from tests.io.timed_videos import write_timed_video
 
 CONTAINERS = [
     ("mp4", "libx264"),
@@ -323,3 +324,24 @@ def test_sample_clip_is_readable() -> None:
     assert (source.info.width, source.info.height) == (320, 240)
     assert 45 <= sum(1 for _ in source.iter_frames()) <= 75
     assert SAMPLE_CLIP.stat().st_size < 300_000
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("list.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n../secret/private.mp4\n#EXT-X-ENDLIST\n"),
+        ("list.ffconcat", "ffconcat version 1.0\nfile private.mp4\n"),
+        ("notes.txt", "| just | some | text |\n" * 200),
+    ],
+)
+def test_inputs_that_point_to_other_files_are_refused(tmp_path: Path, name: str, text: str) -> None:
+    # A playlist would make FFmpeg read a video outside the folder given (here ../secret), a concat
+    # list any file it names; FFmpeg renders text as video. None of it is read.
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "inputs").mkdir()
+    for folder in ("secret", "inputs"):
+        write_timed_video(tmp_path / folder / "private.mp4", [0.0, 0.1, 0.2], faststart=True)
+    (tmp_path / "inputs" / name).write_text(text)
+    with pytest.raises(VideoError) as excinfo:
+        open_source(tmp_path / "inputs" / name)
+    _one_line_error(excinfo, name, "not a video", "pass the video file itself")

@@ -106,3 +106,13 @@ def test_variable_rate_avi_counts_its_coded_frames(tmp_path: Path, gop: int) -> 
     reader = source.iter_frames()
     assert [round(f.time, 6) for f in reader] == times
     assert reader.report is not None and reader.report.complete
+
+
+def test_a_variable_rate_mkv_estimates_its_length_from_its_frames(tmp_path: Path) -> None:
+    # Two frames a second, while the stream declares 10 fps: duration x 10 would promise 300.
+    path = tmp_path / "slow.mkv"
+    write_timed_video(path, [0.5 * i for i in range(60)])
+    source = open_source(path)
+    assert not source.info.num_frames_exact
+    assert abs(source.info.num_frames - 60) <= 2 and source.info.fps == pytest.approx(2.0, rel=0.05)
+    assert abs(source.estimated_output_frames - 60) <= 2
