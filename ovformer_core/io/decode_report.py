@@ -59,6 +59,9 @@ class DecodeReport:
         rotation: clockwise degrees the frames were turned to display orientation (0, 90, 180, 270).
         mirrored: frames were mirrored left-right after turning.
         orientation_note: why the display matrix could not be honoured exactly; ``""`` normally.
+        frames_resized: frames whose size differed from the first frame's, scaled to it (a stream
+            that changes resolution); they do not make the read incomplete.
+        resize_note: where the size first changed, or ``""``.
     """
 
     frames_decoded: int
@@ -76,6 +79,8 @@ class DecodeReport:
     rotation: int = 0
     mirrored: bool = False
     orientation_note: str = ""
+    frames_resized: int = 0
+    resize_note: str = ""
 
     @property
     def complete(self) -> bool:
@@ -104,6 +109,8 @@ class DecodeReport:
             parts.append(f"{self.frames_dropped} out-of-order frame(s) dropped")
         if self.problem:
             parts.append(f"first problem at {_seconds(self.first_problem_time)}: {self.problem}")
+        if self.frames_resized:
+            parts.append(f"{self.frames_resized} frame(s) scaled: {self.resize_note}")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +133,8 @@ class DecodeReport:
             "rotation": int(self.rotation),
             "mirrored": bool(self.mirrored),
             "orientation_note": str(self.orientation_note),
+            "frames_resized": int(self.frames_resized),
+            "resize_note": str(self.resize_note),
         }
 
     @classmethod
@@ -159,6 +168,8 @@ class DecodeReport:
             rotation=rotation,
             mirrored=_field(data, "mirrored", bool, where),
             orientation_note=_field(data, "orientation_note", str, where),
+            frames_resized=_count(data, "frames_resized", where),
+            resize_note=_field(data, "resize_note", str, where),
         )
 
 
@@ -190,6 +201,8 @@ class ReadLog:
     first_problem_time: float | None = None
     problem: str = ""
     indices_exact: bool = True
+    frames_resized: int = 0
+    resize_note: str = ""
 
     def reached(self, index: int, end_time: float) -> None:
         """A frame at source position ``index`` was decoded; it ends at ``end_time`` seconds."""
@@ -264,6 +277,8 @@ class ReadLog:
             rotation=self.rotation,
             mirrored=self.mirrored,
             orientation_note=self.orientation_note,
+            frames_resized=self.frames_resized,
+            resize_note=self.resize_note,
         )
 
 

@@ -87,6 +87,8 @@ class StreamFacts:
         index_complete: the container's frame index lists every frame (positions after a seek are exact).
         orientation: turn + mirror to display orientation.
         orientation_note: why the display matrix could not be honoured exactly, or ``""``.
+        coded_width: width of the decoded frames before orientation (every frame is scaled to it).
+        coded_height: height of the decoded frames before orientation.
     """
 
     width: int
@@ -99,6 +101,8 @@ class StreamFacts:
     index_complete: bool
     orientation: Orientation
     orientation_note: str = ""
+    coded_width: int = 0
+    coded_height: int = 0
 
 
 def av_reason(err: BaseException) -> str:
@@ -268,6 +272,8 @@ def probe_stream(path: Path) -> StreamFacts:
             index_complete=index_complete,
             orientation=orientation,
             orientation_note=note,
+            coded_width=int(first.width),
+            coded_height=int(first.height),
         )
     finally:
         container.close()
@@ -379,8 +385,13 @@ def _landing_position(stream: av.video.stream.VideoStream, packet: av.Packet) ->
     return sum(1 for entry in entries[:position] if not entry.is_discard and entry.size > 0)
 
 
-def _display_rgb(frame: av.VideoFrame, orientation: Orientation) -> np.ndarray:
-    return orientation.apply(frame.to_ndarray(format="rgb24"))
+def _display_rgb(frame: av.VideoFrame, facts: StreamFacts) -> np.ndarray:
+    """uint8 RGB ``[H, W, 3]`` in display orientation, at the stream's first frame size."""
+    if (frame.width, frame.height) != (facts.coded_width, facts.coded_height):
+        image = frame.to_ndarray(format="rgb24", width=facts.coded_width, height=facts.coded_height)
+    else:
+        image = frame.to_ndarray(format="rgb24")
+    return facts.orientation.apply(image)
 
 
 def decode_stream(
@@ -436,7 +447,14 @@ def decode_stream(
             duration = float(frame.duration * time_base) if frame.duration and time_base is not None else interval
             log.reached(index, time + duration)
             last_time = time
-            return index, time, functools.partial(_display_rgb, frame, facts.orientation)
+            if (frame.width, frame.height) != (facts.coded_width, facts.coded_height):
+                log.frames_resized += 1
+                if log.frames_resized == 1:
+                    log.resize_note = (
+                        f"frame size changed at {time:.2f} s from {facts.coded_width}x{facts.coded_height} "
+                        f"to {frame.width}x{frame.height}; such frames are scaled to the first size"
+                    )
+            return index, time, functools.partial(_display_rgb, frame, facts)
 
         packets = container.demux(stream)
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -17,6 +18,7 @@ from ovformer_core.io.video import (
     natural_sort_key,
     open_source,
 )
+from tests.conftest import synthetic_frame
 from tests.io.timed_videos import write_timed_video
 
 CONTAINERS = [
@@ -345,3 +347,26 @@ def test_inputs_that_point_to_other_files_are_refused(tmp_path: Path, name: str,
     with pytest.raises(VideoError) as excinfo:
         open_source(tmp_path / "inputs" / name)
     _one_line_error(excinfo, name, "not a video", "pass the video file itself")
+
+
+def test_a_stream_that_changes_size_is_scaled_to_its_first_size(tmp_path: Path, identify_frame: Callable) -> None:
+    # A raw H.264 stream whose second half is coded at another size (concatenated recordings).
+    data = b""
+    for width, height, first in ((64, 48, 0), (96, 64, 6)):
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+        codec.time_base = Fraction(1, 10)
+        for i in range(first, first + 6):
+            frame = av.VideoFrame.from_ndarray(synthetic_frame(i, height, width), format="rgb24")
+            frame.pts = i
+            data += b"".join(bytes(packet) for packet in codec.encode(frame))
+        data += b"".join(bytes(packet) for packet in codec.encode(None))
+    (tmp_path / "joined.h264").write_bytes(data)
+    source = open_source(tmp_path / "joined.h264")
+    reader = source.iter_windows(5)
+    windows = list(reader)
+    assert [w.frames.shape for w in windows] == [(5, 48, 64, 3), (5, 48, 64, 3), (2, 48, 64, 3)]
+    assert [identify_frame(f) for w in windows for f in w.frames] == list(range(12))
+    report = reader.report
+    assert report is not None and report.complete and report.frames_resized == 6
+    assert "frame size changed at" in report.summary() and "96x64" in report.summary()
