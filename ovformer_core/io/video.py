@@ -345,6 +345,9 @@ def open_source(source: str | os.PathLike[str] | SourceSpec, options: ReadOption
     if not path.exists():
         raise VideoError(f"{path} does not exist; check the path")
     kind = spec.kind if spec is not None else _kind_of(path)
+    if kind != "frames" and not path.is_file():
+        # FFmpeg would block forever on a pipe nobody writes to.
+        raise VideoError(f"{path} is not a regular file (a pipe, device or socket); pass a video or image file")
     name = spec.name if spec is not None else (path.name if path.is_dir() else path.stem)
     opts = options if options is not None else ReadOptions()
     facts: StreamFacts | None = None

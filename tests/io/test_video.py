@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from fractions import Fraction
@@ -370,3 +371,10 @@ def test_a_stream_that_changes_size_is_scaled_to_its_first_size(tmp_path: Path, 
     report = reader.report
     assert report is not None and report.complete and report.frames_resized == 6
     assert "frame size changed at" in report.summary() and "96x64" in report.summary()
+
+
+def test_a_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "live.mp4")
+    with pytest.raises(VideoError) as excinfo:
+        open_source(tmp_path / "live.mp4")
+    _one_line_error(excinfo, "live.mp4", "not a regular file")
