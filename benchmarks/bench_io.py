@@ -1,8 +1,9 @@
-"""Input/output speed: decoding (plain vs background prefetch), RLE encoding, overlay and PNG writing.
+"""Input/output speed: decoding (plain vs background prefetch, FFmpeg thread types), RLE encoding,
+overlay and PNG writing.
 
 Prints figures and ratios; asserts nothing. Run from the repository root::
 
-    python benchmarks/bench_io.py [--width 640 --height 360 --frames 120]
+    python benchmarks/bench_io.py [--width 640 --height 360 --frames 120] [--video my_clip.mp4]
 
 "Compute" is simulated with a NumPy workload of a fixed duration per window, so the prefetch ratio
 shows how much decoding is hidden behind it (ideal: total time = compute time).
@@ -19,11 +20,16 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ovformer_core.io.decode_report import ReadLog
 from ovformer_core.io.overlay import write_overlay
 from ovformer_core.io.png_masks import write_png_masks
 from ovformer_core.io.results import Track, VideoResult
 from ovformer_core.io.rle import decode_rle, encode_rles
 from ovformer_core.io.video import open_source
+from ovformer_core.io.video_stream import decode_stream, probe_stream
+
+#: FFmpeg decoder threading modes compared by ``bench_thread_types``.
+THREAD_TYPES = ("AUTO", "FRAME", "SLICE", "NONE")
 
 
 def make_clip(path: Path, num_frames: int, height: int, width: int) -> None:
@@ -68,6 +74,24 @@ def bench_decode(path: Path, window: int, compute_s: float) -> None:
             f"decode + {compute_s * 1000:.0f} ms compute per window, prefetch={prefetch}: {total:.2f} s "
             f"(compute alone {compute:.2f} s, overhead {total / compute:.2f}x)"
         )
+
+
+def bench_thread_types(path: Path, rounds: int = 4) -> None:
+    """Decode + RGB conversion speed per thread type, interleaved A/B/A/B (order reversed every other
+    round) so that load from other processes hits every mode alike; prints the median."""
+    facts = probe_stream(path)
+    rates: dict[str, list[float]] = {mode: [] for mode in THREAD_TYPES}
+    for round_index in range(rounds):
+        for mode in THREAD_TYPES if round_index % 2 == 0 else THREAD_TYPES[::-1]:
+            log = ReadLog(frames_declared=None, declared_exact=False, duration_declared=None)
+            start = time.perf_counter()
+            count = sum(
+                1 for _, _, to_rgb in decode_stream(path, facts, 0.0, log, threads=mode) if to_rgb() is not None
+            )
+            rates[mode].append(count / (time.perf_counter() - start))
+    print(
+        f"thread types on {path.name}: " + ", ".join(f"{m} {np.median(r):.0f}" for m, r in rates.items()) + " frames/s"
+    )
 
 
 def bench_rle(height: int, width: int, num_masks: int) -> None:
@@ -126,12 +150,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--window", type=int, default=5)
     parser.add_argument("--compute-ms", type=float, default=40.0)
+    parser.add_argument("--video", type=Path, action="append", default=[], help="also compare thread types on it")
     args = parser.parse_args()
     print(f"PyAV {av.__version__}; {args.width}x{args.height}, {args.frames} frames")
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "bench.mp4"
         make_clip(clip, args.frames, args.height, args.width)
         bench_decode(clip, args.window, args.compute_ms / 1000)
+        for video in [clip, *args.video]:
+            bench_thread_types(video)
         bench_rle(args.height, args.width, 500)
         bench_writers(clip, Path(tmp), args.frames, args.height, args.width, num_tracks=5)
 

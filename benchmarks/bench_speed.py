@@ -182,7 +182,7 @@ def bench_end_to_end(name: str, height: int, precision: str, device: torch.devic
         write_video(video, num_frames=num_frames, height=height, width=width, fps=25.0)
         source = open_source(video)
         start = time.perf_counter()
-        frames = [f for _, f in source.iter_frames()]
+        frames = [frame.image for frame in source.iter_frames()]
         row["decode_s"] = time.perf_counter() - start
         start = time.perf_counter()
         clip(frames)

@@ -38,13 +38,16 @@ class WindowDone:
 
     Attributes:
         frames_done: frames processed so far.
-        frames_total: estimated frames in the selection (0 if unknown).
+        frames_total: frames expected in the selection (0 if unknown); an estimate unless
+            ``frames_total_exact`` (and even then the data may turn out truncated).
         seconds: wall-clock time of this window.
+        frames_total_exact: ``frames_total`` is a count from the container, not an estimate.
     """
 
     frames_done: int
     frames_total: int
     seconds: float
+    frames_total_exact: bool = False
 
 
 def default_device() -> str:
@@ -128,6 +131,9 @@ class Predictor:
     ) -> Iterator[WindowDone | VideoResult]:
         """Segment a video window by window; yields a ``WindowDone`` per window, then the ``VideoResult``.
 
+        A truncated or damaged video is segmented as far as it decodes; the result's ``decode``
+        report says what was missed (``result.decode.complete`` is False) instead of an error.
+
         Args:
             source: a path (video file, frame folder, image), a ``SourceSpec`` or an opened source.
             vocabulary: a ``Vocabulary``, a ``.vocab``/``.txt`` path, a list of names or ``"a,b,c"``.
@@ -144,20 +150,24 @@ class Predictor:
         window = options.clip_length if options.mode == "semi-online" else options.frame_batch
         segmenter = StreamingSegmenter(self.model, self.cfg, vocab.text_classifier(), options)
         indices: list[int] = []
-        total = video.estimated_output_frames
+        times: list[float] = []
+        total, total_exact = video.estimated_output_frames, video.output_frames_exact
+        windows = video.iter_windows(window, prefetch=prefetch)
         try:
-            for chunk in video.iter_windows(window, prefetch=prefetch):
+            for chunk in windows:
                 started = time.perf_counter()
                 embeds = self.frame_encoder(chunk.frames)
                 segmenter.add_window(chunk.frames, embeds)
                 indices.extend(int(i) for i in chunk.indices)
-                yield WindowDone(len(indices), total, time.perf_counter() - started)
+                times.extend(float(t) for t in chunk.times)
+                yield WindowDone(len(indices), total, time.perf_counter() - started, total_exact)
             tracks = segmenter.finish()
         except torch.cuda.OutOfMemoryError:
             raise OVFormerError(
                 "CUDA out of memory; lower --window, use --precision bf16, a smaller --min-size, or --device cpu"
             ) from None
         finally:
+            windows.close()
             segmenter.close()
         ordered = sorted(tracks, key=lambda t: -t.score)
         if video_id is None:
@@ -188,6 +198,8 @@ class Predictor:
             categories=[{"id": i, "name": name} for i, name in zip(ids, vocab.names, strict=True)],
             model_id=self.model_id,
             metadata={"mode": options.mode, "top_k": options.top_k, "score_threshold": options.score_threshold},
+            frame_times=times,
+            decode=windows.report,
         )
 
     def segment(

@@ -4,6 +4,10 @@
 Streaming: frames come from an iterator (``VideoSource.iter_frames()``) and are drawn and encoded one
 at a time. The file is written to a temporary name and renamed when complete.
 
+Timing: each overlay frame is shown when its source frame was (``VideoResult.frame_times``, shifted so
+the first processed frame is at 0), so variable frame rate, strides and gaps keep their real
+duration. Results from older versions, without times, are written at a constant rate.
+
 H.264 with the yuv420p pixel format needs an even width and height; an odd-sized video is padded by
 one pixel on the right and/or bottom (the edge pixels repeated), so the overlay is at most one pixel
 larger than the source and never loses content. If the installed PyAV has no libx264 encoder, MPEG-4
@@ -30,12 +34,20 @@ from PIL import Image, ImageDraw, ImageFont
 from ovformer_core.errors import OutputError, ResultsError
 from ovformer_core.io.atomic import atomic_path
 from ovformer_core.io.results import Track, VideoResult
+from ovformer_core.io.video import DecodedFrame, ReadOptions, SourceReader, open_source
 
 #: Hue step between consecutive track ids: the golden-ratio conjugate spreads any run of ids evenly
 #: around the colour wheel without ever repeating exactly.
 _GOLDEN_RATIO_CONJUGATE = 0.6180339887498949
 #: Container format for each accepted overlay suffix.
 _CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+#: Time base of the overlay's timestamps. 1/120000 s holds the frame times of every common rate
+#: exactly (24000/1001 and 30000/1001 fps, 24, 25, 30, 50, 60 fps, millisecond clocks); MPEG-4 Part 2
+#: allows a denominator of at most 65535, so it gets 1/60000 (times rounded to 17 microseconds).
+_TIME_BASES = {"libx264": Fraction(1, 120000), "mpeg4": Fraction(1, 60000)}
+#: How far a frame's time may be from a result's frame time and still be that frame (seconds): the
+#: same reader gives the same times, so this only absorbs float rounding; real frames are far apart.
+_TIME_MATCH = 1e-4
 
 
 @dataclass(frozen=True)
@@ -186,37 +198,84 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
-def _selected_frames(frames: Iterable[tuple[int, np.ndarray]], result: VideoResult) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(position, frame)`` for the frames the result covers, checking size and coverage."""
-    wanted = result.frame_indices
+def _selected_frames(frames: Iterable[DecodedFrame], result: VideoResult) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(position, image)`` for the frames the result covers, checking size and coverage.
+
+    Frames are matched on their time when the result has ``frame_times``, else on their index.
+    """
+    times = result.frame_times
     position = 0
-    for index, frame in frames:
-        if position == len(wanted):
+    for frame in frames:
+        if position == result.num_frames:
             return
-        if index < wanted[position]:
+        if times is not None:
+            behind = frame.time < times[position] - _TIME_MATCH
+            ahead = frame.time > times[position] + _TIME_MATCH
+            wanted, found = f"at {times[position]:.3f} s", f"at {frame.time:.3f} s"
+        else:
+            behind = frame.frame_index < result.frame_indices[position]
+            ahead = frame.frame_index > result.frame_indices[position]
+            wanted, found = str(result.frame_indices[position]), str(frame.frame_index)
+        if behind:
             continue
-        if index > wanted[position]:
+        if ahead:
             raise ResultsError(
-                f"the video has no frame {wanted[position]} (next is {index}); "
-                "pass the video the results were made from"
+                f"the video has no frame {wanted} (next is {found}); pass the video the results were made from"
             )
-        if frame.shape != (result.height, result.width, 3):
+        image = frame.image
+        if image.shape != (result.height, result.width, 3):
             raise ResultsError(
-                f"video frames are {frame.shape[1]}x{frame.shape[0]} but the results are for "
+                f"video frames are {image.shape[1]}x{image.shape[0]} but the results are for "
                 f"{result.width}x{result.height}; pass the video the results were made from"
             )
-        yield position, frame
+        yield position, image
         position += 1
-    if position < len(wanted):
+    if position < result.num_frames:
         raise ResultsError(
-            f"the video ended after {position} of the {len(wanted)} frames in the results; "
+            f"the video ended after {position} of the {result.num_frames} frames in the results; "
             "pass the video the results were made from"
         )
 
 
+def _timestamps(result: VideoResult, time_base: Fraction) -> list[int] | None:
+    """Presentation stamps (in ``time_base``) of the result's frames, first at 0; ``None`` without times."""
+    if result.frame_times is None:
+        return None
+    first = result.frame_times[0]
+    stamps: list[int] = []
+    for time in result.frame_times:
+        stamp = round(Fraction(time - first) / time_base)
+        # Times closer than one tick would collide; a stream's stamps must increase.
+        stamps.append(stamp if not stamps or stamp > stamps[-1] else stamps[-1] + 1)
+    return stamps
+
+
+def _average_rate(result: VideoResult) -> float:
+    """Frames per second of the processed frames over their time span (source fps without times)."""
+    times = result.frame_times
+    if times is None or len(times) < 2 or times[-1] <= times[0]:
+        return _default_fps(result)
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def result_frames(video: str | os.PathLike[str], result: VideoResult) -> SourceReader[DecodedFrame]:
+    """The frames of ``video`` that ``result`` covers, for ``write_overlay``: with frame times, read
+    from the first one to the last (a seek, not a decode of everything before); else the whole video.
+
+    Raises:
+        VideoError: the video cannot be opened.
+    """
+    times = result.frame_times
+    if not times:
+        return open_source(video).iter_frames()
+    # Half a millisecond past the last frame: later frames are never decoded.
+    options = ReadOptions(start_time=times[0] if times[0] > 0 else None, end_time=times[-1] + 5e-4)
+    return open_source(video, options).iter_frames()
+
+
 def write_overlay(
     path: str | os.PathLike[str],
-    frames: Iterable[tuple[int, np.ndarray]],
+    frames: Iterable[DecodedFrame],
     result: VideoResult,
     fps: float | None = None,
     style: OverlayStyle | None = None,
@@ -225,11 +284,13 @@ def write_overlay(
 
     Args:
         path: output file, ``.mp4`` (also ``.mov``, ``.mkv``).
-        frames: ``(frame_index, uint8 RGB [H, W, 3])`` pairs in order, e.g. ``source.iter_frames()``;
-            frames whose index is not in ``result.frame_indices`` are skipped, so the full video may
-            be passed even when the result used a stride.
+        frames: the source's frames in order, e.g. ``result_frames(video, result)`` or
+            ``open_source(video).iter_frames()``; frames the result does not cover (before a start
+            time, between strides) are skipped, so the whole video may be passed.
         result: the tracks to draw.
-        fps: output rate; defaults to the rate of the processed frames (source fps / stride).
+        fps: force a constant output rate (frames evenly spaced); by default each frame keeps its
+            source time (``result.frame_times``), or, for results without times, the rate of the
+            processed frames (source fps / stride).
         style: drawing and encoding options.
 
     Returns:
@@ -245,7 +306,15 @@ def write_overlay(
     if container_format is None:
         raise OutputError(f"overlay {target} must end with {', '.join(_CONTAINER_FORMATS)}; choose another file name")
     codec = _pick_codec(style.codec)
-    rate = Fraction(fps if fps is not None else _default_fps(result)).limit_denominator(1001)
+    rate = Fraction(fps if fps is not None else _average_rate(result)).limit_denominator(1001)
+    time_base = _TIME_BASES[codec]
+    stamps = _timestamps(result, time_base) if fps is None else None
+    if stamps is None:
+        step = round(1 / (rate * time_base))
+        stamps = [step * position for position in range(result.num_frames)]
+    # The last frame lasts as long as a typical frame; it is the only one whose duration is not
+    # given by the next frame's time.
+    last_duration = round(1 / (rate * time_base))
     width, height = result.width + result.width % 2, result.height + result.height % 2
     tracks = sorted((t for t in result.tracks if t.score >= style.min_score), key=lambda t: t.score)
     font = ImageFont.load_default() if style.show_labels else None
@@ -259,8 +328,12 @@ def write_overlay(
             stream = container.add_stream(codec, rate=rate)
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
+            stream.time_base = time_base
+            stream.codec_context.time_base = time_base
             if codec == "libx264":
-                stream.options = {"crf": str(style.crf), "preset": "veryfast"}
+                # No B-frames: with them MP4 track durations follow decode stamps, which for uneven
+                # frame times end before the last frame (players that honour edit lists cut it off).
+                stream.options = {"crf": str(style.crf), "preset": "veryfast", "bf": "0"}
             else:
                 stream.bit_rate = max(400_000, int(width * height * float(rate) * 0.25))
             for position, frame in _selected_frames(frames, result):
@@ -271,6 +344,10 @@ def write_overlay(
                 ]
                 drawn = _pad_even(draw_tracks(frame, present, style, font))
                 video_frame = av.VideoFrame.from_ndarray(drawn, format="rgb24")
+                video_frame.pts = stamps[position]
+                video_frame.time_base = time_base
+                last = position + 1 == len(stamps)
+                video_frame.duration = last_duration if last else stamps[position + 1] - stamps[position]
                 for packet in stream.encode(video_frame):
                     container.mux(packet)
                 num_written += 1

@@ -10,13 +10,16 @@
 - per-frame PNG id masks (``ovformer_core.io.png_masks``).
 
 Conventions: ``track_id`` >= 1 (0 is the background value of PNG id masks); ``frame_indices`` are
-source frame numbers (with a stride they skip), strictly increasing; every track has exactly
-``num_frames`` segmentations, one per entry of ``frame_indices``.
+source frame numbers (with a stride they skip), strictly increasing; ``frame_times`` (seconds on the
+source timeline, strictly increasing) go with them; every track has exactly ``num_frames``
+segmentations, one per entry of ``frame_indices``. Width, height and masks are in display orientation.
+Results written before ``frame_times`` and ``decode`` existed load with both set to ``None``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ import numpy as np
 
 from ovformer_core.errors import ResultsError
 from ovformer_core.io.atomic import write_text_atomic
+from ovformer_core.io.decode_report import DecodeReport
 from ovformer_core.io.rle import Rle, decode_rle, encode_rles, is_valid_rle, rle_area, rle_bbox
 
 #: ``format`` value of the full ovformer result file, and its schema version.
@@ -131,15 +135,20 @@ class VideoResult:
         video_name: the source's name (file stem or folder name).
         video_path: the source path as given.
         video_id: id written to YouTube-VIS results (1-based input position, or the dataset's id).
-        width: frame width in pixels (masks are this size).
+        width: frame width in pixels, in display orientation (masks are this size).
         height: frame height.
         num_frames: number of processed frames.
-        fps: frame rate of the source (not divided by any stride).
+        fps: average frame rate of the source (not divided by any stride).
         frame_indices: ``[num_frames]`` source frame number of each processed frame, increasing.
         tracks: the tracks, in any order.
         categories: the vocabulary as ``[{"id": category_id, "name": ...}, ...]``.
         model_id: which model/weights produced this (free text, e.g. ``"ovformer-r50-lvvis"``).
         metadata: anything else JSON-serialisable (read options, thresholds, timings).
+        frame_times: ``[num_frames]`` seconds on the source timeline of each processed frame,
+            increasing (variable frame rate kept); ``None`` in results from older versions.
+        decode: how reading the source went (frames decoded of declared, truncation, damage,
+            orientation); ``None`` in results from older versions. ``decode.complete`` is False for a
+            truncated or damaged source.
     """
 
     video_name: str
@@ -154,6 +163,8 @@ class VideoResult:
     categories: list[dict[str, Any]]
     model_id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    frame_times: list[float] | None = None
+    decode: DecodeReport | None = None
 
     def __post_init__(self) -> None:
         problem = _result_problem(self)
@@ -166,8 +177,11 @@ class VideoResult:
         return self.height, self.width
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (one entry of the full result file's ``videos``)."""
-        return {
+        """JSON-ready dict (one entry of the full result file's ``videos``).
+
+        ``frame_times`` and ``decode`` are written only when set, so older readers see the old layout.
+        """
+        data: dict[str, Any] = {
             "video_name": str(self.video_name),
             "video_path": str(self.video_path),
             "video_id": int(self.video_id),
@@ -176,11 +190,20 @@ class VideoResult:
             "num_frames": int(self.num_frames),
             "fps": float(self.fps),
             "frame_indices": [int(i) for i in self.frame_indices],
-            "categories": [{"id": int(c["id"]), "name": str(c["name"])} for c in self.categories],
-            "model_id": str(self.model_id),
-            "metadata": self.metadata,
-            "tracks": [track.to_dict() for track in self.tracks],
         }
+        if self.frame_times is not None:
+            data["frame_times"] = [float(t) for t in self.frame_times]
+        if self.decode is not None:
+            data["decode"] = self.decode.to_dict()
+        data.update(
+            {
+                "categories": [{"id": int(c["id"]), "name": str(c["name"])} for c in self.categories],
+                "model_id": str(self.model_id),
+                "metadata": self.metadata,
+                "tracks": [track.to_dict() for track in self.tracks],
+            }
+        )
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "result") -> VideoResult:
@@ -201,6 +224,13 @@ def _result_problem(result: VideoResult) -> str | None:
         return f"{len(result.frame_indices)} frame indices for {result.num_frames} frames"
     if any(b <= a for a, b in zip(result.frame_indices, result.frame_indices[1:], strict=False)):
         return "frame indices are not strictly increasing"
+    if result.frame_times is not None:
+        if len(result.frame_times) != result.num_frames:
+            return f"{len(result.frame_times)} frame times for {result.num_frames} frames"
+        if not all(math.isfinite(t) for t in result.frame_times):
+            return "frame times are not all finite numbers"
+        if any(b <= a for a, b in zip(result.frame_times, result.frame_times[1:], strict=False)):
+            return "frame times are not strictly increasing"
     seen: set[int] = set()
     for track in result.tracks:
         if track.track_id < 1:
@@ -269,6 +299,17 @@ def _video_result_from_dict(data: Any, where: str) -> VideoResult:
     frame_indices = _require(data, "frame_indices", list, where)
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in frame_indices):
         raise ResultsError(f"{where}: 'frame_indices' must be a list of integers")
+    frame_times = data.get("frame_times")
+    if frame_times is not None:
+        if not isinstance(frame_times, list) or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) for t in frame_times
+        ):
+            raise ResultsError(f"{where}: 'frame_times' must be a list of numbers (seconds)")
+        try:
+            frame_times = [float(t) for t in frame_times]
+        except OverflowError:
+            raise ResultsError(f"{where}: 'frame_times' holds a number too large for seconds") from None
+    decode = data.get("decode")
     try:
         return VideoResult(
             video_name=_require(data, "video_name", str, where),
@@ -283,6 +324,8 @@ def _video_result_from_dict(data: Any, where: str) -> VideoResult:
             categories=[{"id": c["id"], "name": c["name"]} for c in categories],
             model_id=_require(data, "model_id", str, where),
             metadata=_require(data, "metadata", dict, where),
+            frame_times=frame_times,
+            decode=None if decode is None else DecodeReport.from_dict(decode, f"{where} decode"),
         )
     except ValueError as err:
         raise ResultsError(f"{where}: {str(err).split(': ', 1)[-1]}") from err

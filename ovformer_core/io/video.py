@@ -7,14 +7,25 @@ decoded ahead on a background thread. A single image is simply a one-frame video
 Typical use::
 
     source = open_source("clip.mp4", ReadOptions(stride=2, max_frames=100))
-    for window in source.iter_windows(5, prefetch=2):
-        ...  # window.frames: uint8 [T, H, W, 3] RGB; window.indices: source frame numbers [T]
+    reader = source.iter_windows(5, prefetch=2)
+    for window in reader:
+        ...  # window.frames: uint8 [T, H, W, 3] RGB; window.indices: source positions [T]; window.times: s [T]
+    if not reader.report.complete:
+        print(reader.report.summary())  # e.g. a truncated file: what was decoded of what is declared
 
-Frame numbers (``indices``) always refer to the source: the n-th decoded frame of a video file or the
-n-th file of a frame folder (0-based, natural order), before stride, so they stay meaningful with
-``stride``/``start_time`` and can be written to results files. After a seek (``start_time``) the
-first frame's number is recovered from its timestamp (``round(t * fps)``), which is exact for
-constant-frame-rate video and an estimate for variable-frame-rate video.
+Frames are in display orientation: a video's display matrix (phones tag upright footage stored
+sideways) is applied, so ``VideoInfo.width/height`` and every frame are what a player shows.
+
+Times (``time``) are seconds on the source timeline (the frame's presentation time minus the
+stream's start), exact for constant and variable frame rate alike; ``start_time``/``end_time``
+select by them. Frame numbers (``frame_index``, ``indices``) are the frame's position in the source in presentation
+order: the n-th coded frame of a video file (see ``video_stream`` for how this survives seeks and
+damage, and when it is an estimate) or the n-th file of a frame folder (0-based, natural order),
+before stride. Frame folders and images carry no times: frame ``n`` is at ``n / folder_fps``.
+
+Each pass over a source is a ``SourceReader``: iterate it, then its ``report`` (a ``DecodeReport``)
+says how many frames were decoded of how many the container declares, and whether the data was
+truncated or damaged. Decoding continues past damaged packets and keeps every frame it can.
 """
 
 from __future__ import annotations
@@ -24,17 +35,30 @@ import glob
 import math
 import os
 import re
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, NamedTuple, TypeVar
 
 import av
 import av.error
 import numpy as np
 
 from ovformer_core.errors import VideoError
+from ovformer_core.io.decode_report import DecodeReport, ReadLog
+from ovformer_core.io.orientation import Orientation
 from ovformer_core.io.prefetch import BackgroundIterator
+from ovformer_core.io.video_stream import (
+    NOMINAL_FPS,
+    RawFrame,
+    StreamFacts,
+    av_reason,
+    decode_stream,
+    index_times,
+    open_container,
+    probe_stream,
+    video_stream,
+)
 
 #: File suffixes read as still images (one frame each); decoded by PyAV's image demuxers.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -43,11 +67,11 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".avi", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".gif"}
 )
-#: Frame rate reported when the source has none (frame folders, images, streams without a rate).
-NOMINAL_FPS = 30.0
 #: Slack when comparing frame timestamps with start/end times; timestamps are exact rationals
 #: rounded to float, so only rounding noise needs absorbing.
 _TIME_EPS = 1e-6
+
+T = TypeVar("T")
 
 SourceKind = Literal["video", "frames", "image"]
 
@@ -110,12 +134,16 @@ class VideoInfo:
         name: the source's name (``SourceSpec.name``).
         path: the source's path.
         kind: ``"video"``, ``"frames"`` or ``"image"``.
-        width: frame width in pixels (of the first decoded frame).
-        height: frame height in pixels.
+        width: frame width in pixels, in display orientation (of the first decoded frame).
+        height: frame height in pixels, in display orientation.
         fps: frames per second of the source (``ReadOptions.folder_fps`` for folders and images).
-        num_frames: estimated number of frames in the whole source (exact for folders and images; for
-            videos the container's frame count, or duration x fps; 0 if unknown).
+        num_frames: frames in the whole source: exact for folders and images, and for videos whose
+            container has a frame index or a count in its header (MP4, MOV, AVI); else duration x
+            fps (Matroska, WebM, MPEG-TS); 0 if unknown.
         duration: length in seconds, ``None`` if unknown.
+        num_frames_exact: ``num_frames`` is a count, not an estimate.
+        orientation: how decoded frames are turned to display orientation (identity for images).
+        orientation_note: why a video's display matrix could not be honoured exactly, or ``""``.
     """
 
     name: str
@@ -126,6 +154,23 @@ class VideoInfo:
     fps: float
     num_frames: int
     duration: float | None
+    num_frames_exact: bool = True
+    orientation: Orientation = Orientation()
+    orientation_note: str = ""
+
+
+class DecodedFrame(NamedTuple):
+    """One selected frame.
+
+    Attributes:
+        frame_index: source frame number (position in the source, before stride).
+        time: seconds on the source timeline.
+        image: uint8 RGB ``[H, W, 3]`` in display orientation.
+    """
+
+    frame_index: int
+    time: float
+    image: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -136,11 +181,13 @@ class FrameWindow:
         start: position of the first frame among the frames read (0, window, 2*window, ...).
         frames: uint8 RGB frames ``[T, H, W, 3]``; T <= the window size (the last window may be short).
         indices: int64 ``[T]``: source frame number of each frame.
+        times: float64 ``[T]``: seconds on the source timeline of each frame.
     """
 
     start: int
     frames: np.ndarray
     indices: np.ndarray = field(repr=False)
+    times: np.ndarray = field(repr=False)
 
     @property
     def num_frames(self) -> int:
@@ -148,8 +195,30 @@ class FrameWindow:
         return int(self.frames.shape[0])
 
 
-# A decoded-but-not-yet-converted frame: (source frame number, time in seconds, RGB converter).
-_RawFrame = tuple[int, float, Callable[[], np.ndarray]]
+class SourceReader(Generic[T]):
+    """One pass over a source: iterate it for its items, then ``report`` says how the read went.
+
+    Closing it (or leaving a ``for`` loop early and dropping it) stops decoding and closes the file.
+    """
+
+    def __init__(self, items: Generator[T, None, None], log: ReadLog) -> None:
+        self._items = items
+        self._log = log
+
+    def __iter__(self) -> SourceReader[T]:
+        return self
+
+    def __next__(self) -> T:
+        return next(self._items)
+
+    def close(self) -> None:
+        """Stop reading; ``report`` then describes what was read so far."""
+        self._items.close()
+
+    @property
+    def report(self) -> DecodeReport | None:
+        """How the read went; ``None`` until the iteration has ended or the reader was closed."""
+        return self._log.report()
 
 
 def natural_sort_key(name: str) -> tuple[list[int | str], str]:
@@ -162,12 +231,6 @@ def natural_sort_key(name: str) -> tuple[list[int | str], str]:
     # like with like.
     parts = [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", stem)]
     return parts, suffix.lower()
-
-
-def _av_reason(err: BaseException) -> str:
-    """FFmpeg's message without the errno prefix and file name PyAV adds."""
-    reason = getattr(err, "strerror", None) or str(err)
-    return str(reason).rstrip(".")
 
 
 def _kind_of(path: Path) -> SourceKind:
@@ -317,10 +380,14 @@ def open_source(source: str | os.PathLike[str] | SourceSpec, options: ReadOption
     if not path.exists():
         raise VideoError(f"{path} does not exist; check the path")
     kind = spec.kind if spec is not None else _kind_of(path)
+    if kind != "frames" and not path.is_file():
+        # FFmpeg would block forever on a pipe nobody writes to.
+        raise VideoError(f"{path} is not a regular file (a pipe, device or socket); pass a video or image file")
     name = spec.name if spec is not None else (path.name if path.is_dir() else path.stem)
     opts = options if options is not None else ReadOptions()
+    facts: StreamFacts | None = None
     if kind == "video":
-        info = _probe_video(path, name)
+        info, facts = _probe_video(path, name)
     else:
         images = _images_in(path) if kind == "frames" else [path]
         if not images:
@@ -333,7 +400,7 @@ def open_source(source: str | os.PathLike[str] | SourceSpec, options: ReadOption
             f"start time {opts.start_time} s is beyond the end of {path} ({info.duration:.3f} s long); "
             "choose an earlier start"
         )
-    return VideoSource(info=info, options=opts, _images=None if kind == "video" else images)
+    return VideoSource(info=info, options=opts, _images=None if kind == "video" else images, _stream=facts)
 
 
 def open_frame_list(
@@ -355,71 +422,29 @@ def open_frame_list(
     return VideoSource(info=info, options=opts, _images=paths)
 
 
-def _open_container(path: Path) -> av.container.InputContainer:
-    try:
-        return av.open(str(path), mode="r")
-    except av.error.FileNotFoundError as err:
-        raise VideoError(f"{path} does not exist; check the path") from err
-    except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        raise VideoError(
-            f"{path} is corrupt or not a video or image FFmpeg can read ({_av_reason(err)}); "
-            "pass a video, image or frame folder"
-        ) from err
-
-
-def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
-    if not container.streams.video:
-        raise VideoError(f"{path} has no video stream; pass a video file")
-    return container.streams.video[0]
-
-
-def _stream_fps(stream: av.video.stream.VideoStream) -> float:
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate is not None and rate > 0:
-            return float(rate)
-    return NOMINAL_FPS
-
-
-def _probe_video(path: Path, name: str) -> VideoInfo:
-    """Read the header and the first frame: size, rate, length estimate, and proof it decodes."""
-    container = _open_container(path)
-    try:
-        stream = _video_stream(container, path)
-        fps = _stream_fps(stream)
-        duration: float | None = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        if stream.frames > 0:
-            num_frames = int(stream.frames)
-        else:
-            num_frames = round(duration * fps) if duration is not None else 0
-        try:
-            first = next(container.decode(stream), None)
-        except av.error.FFmpegError as err:
-            raise VideoError(f"{path} is corrupt: cannot decode its first frame ({_av_reason(err)})") from err
-        if first is None:
-            raise VideoError(f"{path} has no decodable frames; pass a video with at least one frame")
-        return VideoInfo(
-            name=name,
-            path=path,
-            kind="video",
-            width=int(first.width),
-            height=int(first.height),
-            fps=fps,
-            num_frames=num_frames,
-            duration=duration,
-        )
-    finally:
-        container.close()
+def _probe_video(path: Path, name: str) -> tuple[VideoInfo, StreamFacts]:
+    facts = probe_stream(path)
+    info = VideoInfo(
+        name=name,
+        path=path,
+        kind="video",
+        width=facts.width,
+        height=facts.height,
+        fps=facts.fps,
+        num_frames=facts.num_frames,
+        duration=facts.duration,
+        num_frames_exact=facts.num_frames_exact,
+        orientation=facts.orientation,
+        orientation_note=facts.orientation_note,
+    )
+    return info, facts
 
 
 def _image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image from its header, without decoding the pixels."""
-    container = _open_container(path)
+    container = open_container(path)
     try:
-        stream = _video_stream(container, path)
+        stream = video_stream(container, path)
         width, height = int(stream.width), int(stream.height)
     finally:
         container.close()
@@ -451,15 +476,15 @@ def _probe_images(path: Path, kind: SourceKind, name: str, images: list[Path], f
 
 def _read_image(path: Path) -> np.ndarray:
     """Decode one image to uint8 RGB [H, W, 3]."""
-    container = _open_container(path)
+    container = open_container(path)
     try:
-        stream = _video_stream(container, path)
+        stream = video_stream(container, path)
         frame = next(container.decode(stream), None)
         if frame is None:
             raise VideoError(f"{path} has no decodable image data; remove or replace it")
         return frame.to_ndarray(format="rgb24")
     except av.error.FFmpegError as err:
-        raise VideoError(f"{path} is corrupt ({_av_reason(err)}); remove or replace it") from err
+        raise VideoError(f"{path} is corrupt ({av_reason(err)}); remove or replace it") from err
     finally:
         container.close()
 
@@ -469,66 +494,139 @@ class VideoSource:
     """An opened source. Build with ``open_source``; iterate with ``iter_frames`` or ``iter_windows``.
 
     Attributes:
-        info: size, rate and length estimate.
+        info: size, rate and length.
         options: which frames are read.
     """
 
     info: VideoInfo
     options: ReadOptions
     _images: list[Path] | None = field(default=None, repr=False)
+    _stream: StreamFacts | None = field(default=None, repr=False)
 
     @property
     def output_fps(self) -> float:
-        """Rate of the frames read (the source rate divided by the stride)."""
+        """Average rate of the frames read (the source rate divided by the stride)."""
         return self.info.fps / self.options.stride
 
     @property
     def estimated_output_frames(self) -> int:
-        """How many frames ``iter_frames`` should yield (estimate for videos, for progress bars)."""
-        opts, info = self.options, self.info
-        first = math.ceil((opts.start_time or 0.0) * info.fps - _TIME_EPS)
-        stop = info.num_frames
-        if opts.end_time is not None:
-            stop = min(stop, math.ceil(opts.end_time * info.fps - _TIME_EPS))
-        count = max(0, -(-(stop - first) // opts.stride))
-        return count if opts.max_frames is None else min(count, opts.max_frames)
+        """How many frames ``iter_frames`` should yield, for progress bars (see ``output_frames_exact``)."""
+        return self._expected_output[0]
 
-    def iter_frames(self) -> Generator[tuple[int, np.ndarray], None, None]:
-        """Yield ``(frame_index, frame)`` for each selected frame, in order.
+    @property
+    def output_frames_exact(self) -> bool:
+        """``estimated_output_frames`` is an exact count (it still assumes undamaged data).
 
-        ``frame_index`` is the source frame number; ``frame`` is uint8 RGB ``[H, W, 3]``.
-
-        Raises:
-            VideoError: decoding fails part-way, or no frame lies at or after ``start_time``.
+        Exact for frame folders and images, and for videos with a frame count read from the start;
+        with start/end times it is counted from the frame index where there is one (right to within
+        the decoder's reorder delay), else estimated as duration x frame rate.
         """
+        return self._expected_output[1]
+
+    @functools.cached_property
+    def _expected_output(self) -> tuple[int, bool]:
+        opts, info = self.options, self.info
+        times: Sequence[float] | None = None
+        if self._images is None and (opts.start_time is not None or opts.end_time is not None):
+            times = index_times(info.path) if self._stream is not None and self._stream.index_complete else None
+        if times is not None:
+            start = opts.start_time or 0.0
+            end = math.inf if opts.end_time is None else opts.end_time
+            available = sum(1 for t in times if start - _TIME_EPS <= t < end - _TIME_EPS)
+            exact = False
+        else:
+            first = math.ceil((opts.start_time or 0.0) * info.fps - _TIME_EPS)
+            stop = info.num_frames
+            if opts.end_time is not None:
+                stop = min(stop, math.ceil(opts.end_time * info.fps - _TIME_EPS))
+            available = max(0, stop - first)
+            exact = info.num_frames_exact and opts.start_time is None and opts.end_time is None
+        count = -(-available // opts.stride)
+        return (count if opts.max_frames is None else min(count, opts.max_frames)), exact
+
+    def _new_log(self) -> ReadLog:
+        info, facts = self.info, self._stream
+        return ReadLog(
+            frames_declared=info.num_frames if info.num_frames > 0 else None,
+            declared_exact=info.num_frames_exact,
+            duration_declared=info.duration,
+            end_slack=facts.end_slack if facts is not None else 0.0,
+            rotation=info.orientation.degrees,
+            mirrored=info.orientation.mirror,
+            orientation_note=info.orientation_note,
+        )
+
+    def iter_frames(self) -> SourceReader[DecodedFrame]:
+        """Read the selected frames, in order, as ``DecodedFrame(frame_index, time, image)``.
+
+        ``frame_index`` is the source frame number, ``time`` seconds on the source timeline, ``image``
+        uint8 RGB ``[H, W, 3]`` in display orientation. After the iteration the reader's ``report``
+        says whether everything was decoded.
+
+        Raises (while iterating):
+            VideoError: no frame lies at or after ``start_time`` (or none decodes at all), or a
+                frame of a folder is unreadable.
+        """
+        log = self._new_log()
+        return SourceReader(self._selected(log), log)
+
+    def iter_windows(self, window: int, prefetch: int = 0) -> SourceReader[FrameWindow]:
+        """Read the selected frames in windows of ``window`` frames (the last may be shorter).
+
+        Args:
+            window: frames per window, >= 1 (the model's clip length, e.g. 5).
+            prefetch: if > 0, decode on a background thread, up to this many windows ahead of the
+                consumer; the thread stops when the iteration ends, fails or is closed early.
+
+        Returns:
+            A reader yielding ``FrameWindow`` (``frames`` uint8 ``[T, H, W, 3]``, ``indices`` int64
+            ``[T]``, ``times`` float64 ``[T]``); its ``report`` is set once the iteration has ended.
+        """
+        if window < 1:
+            raise VideoError(f"window size must be at least 1, got {window}")
+        if prefetch < 0:
+            raise VideoError(f"prefetch must be 0 or more windows, got {prefetch}")
+        log = self._new_log()
+        if prefetch == 0:
+            return SourceReader(self._windows(window, log), log)
+        return SourceReader(self._prefetched_windows(window, prefetch, log), log)
+
+    def _prefetched_windows(self, window: int, prefetch: int, log: ReadLog) -> Generator[FrameWindow, None, None]:
+        # The producer thread fills ``log``; it is read only after the thread has been joined.
+        with BackgroundIterator(lambda: self._windows(window, log), max_ahead=prefetch) as windows:
+            yield from windows
+
+    def _selected(self, log: ReadLog) -> Generator[DecodedFrame, None, None]:
         opts = self.options
         start = opts.start_time or 0.0
         end = math.inf if opts.end_time is None else opts.end_time
         first_kept: int | None = None
         num_kept = 0
-        decoded_any = False
-        raw_frames = self._raw_frames(start)
+        raw_frames = self._raw_frames(start, log)
         try:
             for index, time, to_rgb in raw_frames:
-                decoded_any = True
                 if time < start - _TIME_EPS:
                     continue
                 if time >= end - _TIME_EPS:
+                    log.stop("selection")
                     break
                 if first_kept is None:
                     first_kept = index
                 if (index - first_kept) % opts.stride:
                     continue
-                yield index, to_rgb()
+                yield DecodedFrame(index, time, to_rgb())
                 num_kept += 1
                 if opts.max_frames is not None and num_kept >= opts.max_frames:
+                    log.stop("selection")
                     break
         finally:
+            # Closed early by the consumer (or failed): the read stopped on request.
+            log.stop("selection")
             # Closes the container now rather than whenever the generator is collected.
             raw_frames.close()
         if num_kept == 0:
             where = self.info.path
-            if not decoded_any and start == 0.0:
+            if log.frames_decoded == 0 and start == 0.0:
                 raise VideoError(f"{where} has no decodable frames; pass a video with at least one frame")
             raise VideoError(
                 f"no frame of {where} lies between {start} s and {opts.end_time} s; "
@@ -537,57 +635,42 @@ class VideoSource:
                 else f"start time {start} s is beyond the end of {where}; choose an earlier start"
             )
 
-    def iter_windows(self, window: int, prefetch: int = 0) -> Iterator[FrameWindow]:
-        """Yield consecutive selected frames in windows of ``window`` frames (the last may be shorter).
-
-        Args:
-            window: frames per window, >= 1 (the model's clip length, e.g. 5).
-            prefetch: if > 0, decode on a background thread, up to this many windows ahead of the
-                consumer; the thread stops when the iteration ends, fails or is closed early.
-
-        Yields:
-            ``FrameWindow`` with ``frames`` uint8 ``[T, H, W, 3]`` and ``indices`` int64 ``[T]``.
-        """
-        if window < 1:
-            raise VideoError(f"window size must be at least 1, got {window}")
-        if prefetch < 0:
-            raise VideoError(f"prefetch must be 0 or more windows, got {prefetch}")
-        if prefetch == 0:
-            yield from self._windows(window)
-            return
-        with BackgroundIterator(lambda: self._windows(window), max_ahead=prefetch) as windows:
-            yield from windows
-
-    def _windows(self, window: int) -> Generator[FrameWindow, None, None]:
+    def _windows(self, window: int, log: ReadLog) -> Generator[FrameWindow, None, None]:
         frames: list[np.ndarray] = []
         indices: list[int] = []
+        times: list[float] = []
         start = 0
-        selected = self.iter_frames()
+        selected = self._selected(log)
         try:
-            for index, frame in selected:
-                frames.append(frame)
-                indices.append(index)
+            for frame in selected:
+                frames.append(frame.image)
+                indices.append(frame.frame_index)
+                times.append(frame.time)
                 if len(frames) == window:
-                    yield FrameWindow(start, np.stack(frames), np.asarray(indices, dtype=np.int64))
+                    yield _window(start, frames, indices, times)
                     start += window
-                    frames, indices = [], []
+                    frames, indices, times = [], [], []
         finally:
             selected.close()
         if frames:
-            yield FrameWindow(start, np.stack(frames), np.asarray(indices, dtype=np.int64))
+            yield _window(start, frames, indices, times)
 
-    def _raw_frames(self, start_time: float) -> Generator[_RawFrame, None, None]:
+    def _raw_frames(self, start_time: float, log: ReadLog) -> Generator[RawFrame, None, None]:
         if self._images is None:
-            return self._raw_video_frames(start_time)
-        return self._raw_image_frames(start_time)
+            assert self._stream is not None
+            return decode_stream(self.info.path, self._stream, start_time, log)
+        return self._raw_image_frames(start_time, log)
 
-    def _raw_image_frames(self, start_time: float) -> Generator[_RawFrame, None, None]:
+    def _raw_image_frames(self, start_time: float, log: ReadLog) -> Generator[RawFrame, None, None]:
         fps = self.info.fps
         first = max(0, math.ceil(start_time * fps - _TIME_EPS))
         assert self._images is not None
         for index in range(first, len(self._images)):
             image = self._images[index]
+            log.frames_decoded += 1
+            log.reached(index, (index + 1) / fps)
             yield index, index / fps, functools.partial(self._checked_image, image)
+        log.stop("end")
 
     def _checked_image(self, path: Path) -> np.ndarray:
         frame = _read_image(path)
@@ -599,43 +682,8 @@ class VideoSource:
             )
         return frame
 
-    def _raw_video_frames(self, start_time: float) -> Generator[_RawFrame, None, None]:
-        path = self.info.path
-        container = _open_container(path)
-        try:
-            stream = _video_stream(container, path)
-            stream.thread_type = "AUTO"
-            time_base = stream.time_base
-            origin = stream.start_time or 0
-            fps = self.info.fps
-            seeked = False
-            if start_time > 0 and time_base is not None:
-                # Lands on the key frame at or before the target; frames before it are skipped by time.
-                target = origin + int(start_time / time_base)
-                try:
-                    container.seek(target, stream=stream, backward=True, any_frame=False)
-                    seeked = True
-                except av.error.FFmpegError:
-                    seeked = False  # unseekable input: decode from the start instead
-            index: int | None = None if seeked else 0
-            frames = container.decode(stream)
-            while True:
-                try:
-                    frame = next(frames, None)
-                except av.error.FFmpegError as err:
-                    raise VideoError(
-                        f"{path} is corrupt: decoding failed after frame {index} ({_av_reason(err)})"
-                    ) from err
-                if frame is None:
-                    return
-                if frame.pts is not None and time_base is not None:
-                    time = float((frame.pts - origin) * time_base)
-                else:
-                    time = (index or 0) / fps
-                if index is None:
-                    # After a seek the frame count restarts; recover the frame number from the time.
-                    index = round(time * fps)
-                yield index, time, functools.partial(frame.to_ndarray, format="rgb24")
-                index += 1
-        finally:
-            container.close()
+
+def _window(start: int, frames: list[np.ndarray], indices: list[int], times: list[float]) -> FrameWindow:
+    return FrameWindow(
+        start, np.stack(frames), np.asarray(indices, dtype=np.int64), np.asarray(times, dtype=np.float64)
+    )

@@ -11,13 +11,28 @@ import numpy as np
 import pytest
 
 from ovformer_core.errors import OutputError, ResultsError
-from ovformer_core.io.overlay import OverlayStyle, draw_tracks, mask_contour, track_color, write_overlay
-from ovformer_core.io.results import Track
-from ovformer_core.io.video import open_source
+from ovformer_core.io.overlay import (
+    OverlayStyle,
+    draw_tracks,
+    mask_contour,
+    result_frames,
+    track_color,
+    write_overlay,
+)
+from ovformer_core.io.results import Track, VideoResult
+from ovformer_core.io.video import ReadOptions, open_source
+from tests.conftest import random_result
+from tests.io.timed_videos import write_timed_video
+
+
+def _codec_or_skip(codec: str) -> str:
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV build has no {codec} encoder")
+    return codec
 
 
 def _decoded(path: Path) -> np.ndarray:
-    return np.stack([frame for _, frame in open_source(path).iter_frames()])
+    return np.stack([frame for _, _, frame in open_source(path).iter_frames()])
 
 
 def _through_yuv420(frame: np.ndarray) -> np.ndarray:
@@ -73,7 +88,7 @@ def test_stride_results_skip_frames_and_halve_the_rate(
     assert report.codec == "mpeg4" and report.num_frames == 5
     source = open_source(tmp_path / "o.mp4")
     assert source.info.fps == pytest.approx(5.0)
-    assert [identify_frame(frame) for _, frame in source.iter_frames()] == [0, 2, 4, 6, 8]
+    assert [identify_frame(frame) for _, _, frame in source.iter_frames()] == [0, 2, 4, 6, 8]
 
 
 def test_mismatched_video_is_rejected_without_output(
@@ -88,7 +103,7 @@ def test_mismatched_video_is_rejected_without_output(
     with pytest.raises(ResultsError, match="ended after 4 of the 6 frames"):
         write_overlay(tmp_path / "o.mp4", open_source(tmp_path / "clip.mp4").iter_frames(), too_long)
     gap, _ = make_result(num_frames=2, height=48, width=64, frame_indices=[1, 2])
-    frames = ((i, f) for i, f in open_source(tmp_path / "clip.mp4").iter_frames() if i != 1)
+    frames = (frame for frame in open_source(tmp_path / "clip.mp4").iter_frames() if frame.frame_index != 1)
     with pytest.raises(ResultsError, match="no frame 1"):
         write_overlay(tmp_path / "o.mp4", frames, gap)
     with pytest.raises(OutputError, match="must end with"):
@@ -130,3 +145,84 @@ def test_draw_tracks_blends_and_labels() -> None:
     # The label sits just above the mask, starting at its left edge.
     assert above[10:20, 10:30].any() and not above[:, :10].any() and not above[:, 80:].any()
     assert (frame == 100).all()  # the input frame is not modified
+
+
+def _result_for(frames: list, report: object = None, num_tracks: int = 1) -> VideoResult:
+    """A random result covering exactly ``frames`` (DecodedFrame), with their indices and times."""
+    height, width = frames[0].image.shape[:2]
+    result, _ = random_result(
+        num_frames=len(frames),
+        height=height,
+        width=width,
+        num_tracks=num_tracks,
+        frame_indices=[f.frame_index for f in frames],
+    )
+    return dataclasses.replace(result, frame_times=[f.time for f in frames], decode=report)
+
+
+def _written_times(path: Path) -> tuple[list[float], float]:
+    """Frame times of a written video (seconds) and its container duration, read back with PyAV."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [float(frame.pts * stream.time_base) for frame in container.decode(stream)]
+        assert container.duration is not None
+        return times, container.duration / av.time_base
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_overlay_keeps_the_source_timing(tmp_path: Path, identify_frame: Callable, codec: str) -> None:
+    times = [0.0, 0.5, 0.6, 2.0, 2.1, 2.2, 5.0, 7.5, 7.6, 9.0]
+    write_timed_video(tmp_path / "vfr.mkv", times)
+    frames = list(open_source(tmp_path / "vfr.mkv", ReadOptions(stride=2)).iter_frames())
+    result = _result_for(frames)
+    style = OverlayStyle(codec=_codec_or_skip(codec), alpha=0.0, contour_width=0, show_labels=False)
+    write_overlay(tmp_path / "o.mp4", open_source(tmp_path / "vfr.mkv").iter_frames(), result, style=style)
+    written, duration = _written_times(tmp_path / "o.mp4")
+    assert written == pytest.approx([0.0, 0.6, 2.1, 5.0, 7.6], abs=1e-4)
+    # The last frame lasts an average frame (7.6 s over 4 steps), so the whole clip is shown.
+    assert duration == pytest.approx(7.6 + 7.6 / 4, abs=1e-3)
+    assert [identify_frame(f.image) for f in open_source(tmp_path / "o.mp4").iter_frames()] == [0, 2, 4, 6, 8]
+
+
+def test_overlay_of_a_result_read_after_a_seek(tmp_path: Path, identify_frame: Callable) -> None:
+    times = [round(0.1 * i, 3) for i in range(30)]
+    write_timed_video(tmp_path / "clip.mkv", times, gop=4)
+    frames = list(open_source(tmp_path / "clip.mkv", ReadOptions(start_time=1.55, end_time=2.5)).iter_frames())
+    result = _result_for(frames)
+    style = OverlayStyle(alpha=0.0, contour_width=0, show_labels=False)
+    # The whole video is passed; the frames are found by their time, whatever their numbers.
+    report = write_overlay(tmp_path / "o.mp4", open_source(tmp_path / "clip.mkv").iter_frames(), result, style=style)
+    assert report.num_frames == 9
+    assert [identify_frame(f.image) for f in open_source(tmp_path / "o.mp4").iter_frames()] == list(range(16, 25))
+    written, _ = _written_times(tmp_path / "o.mp4")
+    assert written == pytest.approx([0.1 * i for i in range(9)], abs=1e-4)
+    # Or only the covered span is read, and the overlay is the same.
+    reader = result_frames(tmp_path / "clip.mkv", result)
+    write_overlay(tmp_path / "o2.mp4", reader, result, style=style)
+    assert reader.report is not None and reader.report.frames_decoded < 30 and reader.report.stopped == "selection"
+    assert (tmp_path / "o2.mp4").read_bytes() == (tmp_path / "o.mp4").read_bytes()
+
+
+def test_overlay_of_a_rotated_video_is_upright(tmp_path: Path) -> None:
+    matrix = [0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30]  # shown turned a quarter clockwise
+    write_timed_video(tmp_path / "phone.mp4", [0.0, 0.1, 0.2], height=48, width=64, display_matrix=matrix)
+    frames = list(open_source(tmp_path / "phone.mp4").iter_frames())
+    result = _result_for(frames)
+    assert (result.width, result.height) == (48, 64)
+    report = write_overlay(tmp_path / "o.mp4", open_source(tmp_path / "phone.mp4").iter_frames(), result)
+    assert (report.width, report.height) == (48, 64)
+    overlay = open_source(tmp_path / "o.mp4")
+    assert (overlay.info.width, overlay.info.height, overlay.info.orientation.degrees) == (48, 64, 0)
+
+
+def test_frames_missing_by_time_are_named(tmp_path: Path) -> None:
+    write_timed_video(tmp_path / "clip.mp4", [0.0, 0.1, 0.2, 0.3])
+    frames = list(open_source(tmp_path / "clip.mp4").iter_frames())
+    result = _result_for(frames[:3])
+    shifted = dataclasses.replace(result, frame_times=[0.0, 0.15, 0.2])
+    with pytest.raises(ResultsError) as excinfo:
+        write_overlay(tmp_path / "o.mp4", open_source(tmp_path / "clip.mp4").iter_frames(), shifted)
+    assert str(excinfo.value) == (
+        "the video has no frame at 0.150 s (next is at 0.200 s); pass the video the results were made from"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -17,6 +19,8 @@ from ovformer_core.io.video import (
     natural_sort_key,
     open_source,
 )
+from tests.conftest import synthetic_frame
+from tests.io.timed_videos import write_timed_video
 
 CONTAINERS = [
     ("mp4", "libx264"),
@@ -53,8 +57,8 @@ def test_reads_every_container(
     assert source.info.num_frames == 12
     assert source.info.name == "clip"
     frames = list(source.iter_frames())
-    assert [index for index, _ in frames] == list(range(12))
-    for index, frame in frames:
+    assert [index for index, _, _ in frames] == list(range(12))
+    for index, _, frame in frames:
         assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
         assert identify_frame(frame) == index
         # Lossy, but close to what was written.
@@ -63,7 +67,7 @@ def test_reads_every_container(
 
 def test_lossless_video_with_odd_size_is_exact(tmp_path: Path, make_video: Callable[..., np.ndarray]) -> None:
     written = make_video("odd.mkv", num_frames=5, height=25, width=33, codec=_codec_or_skip("ffv1"))
-    frames = np.stack([frame for _, frame in open_source(tmp_path / "odd.mkv").iter_frames()])
+    frames = np.stack([frame for _, _, frame in open_source(tmp_path / "odd.mkv").iter_frames()])
     np.testing.assert_array_equal(frames, written)
 
 
@@ -73,7 +77,7 @@ def test_frame_folder_is_read_in_natural_order(tmp_path: Path, make_frame_folder
     source = open_source(tmp_path / "frames", ReadOptions(folder_fps=5.0))
     assert (source.info.kind, source.info.num_frames, source.info.fps) == ("frames", 5, 5.0)
     assert source.info.name == "frames"
-    frames = np.stack([frame for _, frame in source.iter_frames()])
+    frames = np.stack([frame for _, _, frame in source.iter_frames()])
     np.testing.assert_array_equal(frames, written)  # PNG is lossless; plain sorting would put 10 before 2
     assert sorted(names) != names
 
@@ -85,7 +89,7 @@ def test_natural_sort_key() -> None:
 
 def test_jpeg_folder(tmp_path: Path, make_frame_folder: Callable) -> None:
     written = make_frame_folder("jpgs", num_frames=3, ext="jpg")
-    frames = np.stack([frame for _, frame in open_source(tmp_path / "jpgs").iter_frames()])
+    frames = np.stack([frame for _, _, frame in open_source(tmp_path / "jpgs").iter_frames()])
     assert frames.shape == written.shape
     assert np.abs(frames.astype(np.int16) - written).mean() < 4
 
@@ -104,8 +108,8 @@ def test_stride_and_max_frames(tmp_path: Path, make_video: Callable[..., np.ndar
     make_video("clip.mp4", num_frames=12)
     source = open_source(tmp_path / "clip.mp4", ReadOptions(stride=3, max_frames=3))
     frames = list(source.iter_frames())
-    assert [index for index, _ in frames] == [0, 3, 6]
-    assert [identify_frame(frame) for _, frame in frames] == [0, 3, 6]
+    assert [index for index, _, _ in frames] == [0, 3, 6]
+    assert [identify_frame(frame) for _, _, frame in frames] == [0, 3, 6]
     assert source.estimated_output_frames == 3
     assert source.output_fps == pytest.approx(10 / 3)
     assert open_source(tmp_path / "clip.mp4", ReadOptions(stride=5)).estimated_output_frames == 3
@@ -119,15 +123,15 @@ def test_start_and_end_time_seek(
     make_video(f"clip.{ext}", num_frames=20, fps=10, codec=_codec_or_skip(codec))
     source = open_source(tmp_path / f"clip.{ext}", ReadOptions(start_time=1.3, end_time=1.75, stride=2))
     frames = list(source.iter_frames())
-    assert [index for index, _ in frames] == [13, 15, 17]
-    assert [identify_frame(frame) for _, frame in frames] == [13, 15, 17]
+    assert [index for index, _, _ in frames] == [13, 15, 17]
+    assert [identify_frame(frame) for _, _, frame in frames] == [13, 15, 17]
     assert source.estimated_output_frames == 3
 
 
 def test_start_time_in_frame_folder(tmp_path: Path, make_frame_folder: Callable) -> None:
     make_frame_folder("frames", num_frames=8)
     source = open_source(tmp_path / "frames", ReadOptions(start_time=0.5, end_time=1.5, folder_fps=4.0))
-    assert [index for index, _ in source.iter_frames()] == [2, 3, 4, 5]
+    assert [index for index, _, _ in source.iter_frames()] == [2, 3, 4, 5]
 
 
 def test_window_sizes(tmp_path: Path, make_video: Callable[..., np.ndarray]) -> None:
@@ -323,3 +327,54 @@ def test_sample_clip_is_readable() -> None:
     assert (source.info.width, source.info.height) == (320, 240)
     assert 45 <= sum(1 for _ in source.iter_frames()) <= 75
     assert SAMPLE_CLIP.stat().st_size < 300_000
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("list.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n../secret/private.mp4\n#EXT-X-ENDLIST\n"),
+        ("list.ffconcat", "ffconcat version 1.0\nfile private.mp4\n"),
+        ("notes.txt", "| just | some | text |\n" * 200),
+    ],
+)
+def test_inputs_that_point_to_other_files_are_refused(tmp_path: Path, name: str, text: str) -> None:
+    # A playlist would make FFmpeg read a video outside the folder given (here ../secret), a concat
+    # list any file it names; FFmpeg renders text as video. None of it is read.
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "inputs").mkdir()
+    for folder in ("secret", "inputs"):
+        write_timed_video(tmp_path / folder / "private.mp4", [0.0, 0.1, 0.2], faststart=True)
+    (tmp_path / "inputs" / name).write_text(text)
+    with pytest.raises(VideoError) as excinfo:
+        open_source(tmp_path / "inputs" / name)
+    _one_line_error(excinfo, name, "not a video", "pass the video file itself")
+
+
+def test_a_stream_that_changes_size_is_scaled_to_its_first_size(tmp_path: Path, identify_frame: Callable) -> None:
+    # A raw H.264 stream whose second half is coded at another size (concatenated recordings).
+    data = b""
+    for width, height, first in ((64, 48, 0), (96, 64, 6)):
+        codec = av.CodecContext.create("libx264", "w")
+        codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+        codec.time_base = Fraction(1, 10)
+        for i in range(first, first + 6):
+            frame = av.VideoFrame.from_ndarray(synthetic_frame(i, height, width), format="rgb24")
+            frame.pts = i
+            data += b"".join(bytes(packet) for packet in codec.encode(frame))
+        data += b"".join(bytes(packet) for packet in codec.encode(None))
+    (tmp_path / "joined.h264").write_bytes(data)
+    source = open_source(tmp_path / "joined.h264")
+    reader = source.iter_windows(5)
+    windows = list(reader)
+    assert [w.frames.shape for w in windows] == [(5, 48, 64, 3), (5, 48, 64, 3), (2, 48, 64, 3)]
+    assert [identify_frame(f) for w in windows for f in w.frames] == list(range(12))
+    report = reader.report
+    assert report is not None and report.complete and report.frames_resized == 6
+    assert "frame size changed at" in report.summary() and "96x64" in report.summary()
+
+
+def test_a_pipe_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "live.mp4")
+    with pytest.raises(VideoError) as excinfo:
+        open_source(tmp_path / "live.mp4")
+    _one_line_error(excinfo, "live.mp4", "not a regular file")
