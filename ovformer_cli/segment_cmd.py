@@ -103,8 +103,10 @@ def run_one(
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     )
+    # A count from the container is shown as is, an estimate (no frame index) with a "~".
+    name = spec.name if source.output_frames_exact else f"{spec.name} (~{source.estimated_output_frames} frames)"
     with Progress(*columns, console=stderr, disable=quiet, transient=True) as progress:
-        task = progress.add_task(spec.name, total=source.estimated_output_frames or None, rate="")
+        task = progress.add_task(name, total=source.estimated_output_frames or None, rate="")
         elapsed = 0.0
         for item in predictor.iter_segment(source, vocabulary, options=options, video_id=spec.video_id):
             if isinstance(item, WindowDone):
@@ -173,8 +175,12 @@ def segment(
     ] = None,
     stride: Annotated[int, typer.Option("--stride", help="Use every N-th frame.", min=1)] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", help="Stop after this many frames.", min=1)] = None,
-    start: Annotated[float | None, typer.Option("--start", help="Start time in seconds.", min=0)] = None,
-    end: Annotated[float | None, typer.Option("--end", help="End time in seconds.")] = None,
+    start: Annotated[
+        float | None, typer.Option("--start", help="Start time, seconds on the video's own timeline.", min=0)
+    ] = None,
+    end: Annotated[
+        float | None, typer.Option("--end", help="End time (exclusive), seconds on the video's timeline.")
+    ] = None,
     skip_existing: Annotated[
         bool,
         typer.Option(
@@ -221,6 +227,7 @@ def segment(
         "ok": [],
         "failed": [{"input": failure.input, "error": str(failure.error)} for failure in unresolved],
         "skipped": [],
+        "incomplete": [],
     }
     predictor = None
     vocabulary = None
@@ -251,7 +258,11 @@ def segment(
                     vocabulary = predictor.vocabulary(vocab)
                 overrides: dict = {"score_threshold": threshold, "top_k": top_k, "min_size": min_size}
                 if mode is Mode.offline:
-                    overrides.update(mode="semi-online", clip_length=max(1, source.estimated_output_frames))
+                    # One clip for the whole video; without a frame count from the container the
+                    # estimate may fall short, which would split it: leave room.
+                    frames = source.estimated_output_frames
+                    length = frames if source.output_frames_exact else 2 * frames + 64
+                    overrides.update(mode="semi-online", clip_length=max(1, length))
                 elif mode is not None:
                     overrides["mode"] = mode.value
                 if window is not None:
@@ -268,6 +279,7 @@ def segment(
             summary["failed"].append({"input": str(spec.path), "error": str(err)})
             continue
         seconds = time.perf_counter() - started
+        complete = result.decode is None or result.decode.complete
         summary["ok"].append(
             {
                 "input": str(spec.path),
@@ -276,8 +288,15 @@ def segment(
                 "frames": result.num_frames,
                 "seconds": round(seconds, 3),
                 "model_run": model_run,
+                "complete": complete,
+                "decode": None if result.decode is None else result.decode.summary(),
             }
         )
+        if not complete:
+            assert result.decode is not None
+            summary["incomplete"].append(str(spec.path))
+            if not quiet:
+                stderr.print(f"warning: {spec.path}: incomplete: {result.decode.summary()}", highlight=False)
         if not quiet and not json_summary:
             stdout.print(summary_table(result))
             rate = result.num_frames / max(seconds, 1e-9)
@@ -293,6 +312,13 @@ def segment(
             for failure in summary["failed"]:
                 stderr.print(f"  {failure_line(failure['input'], failure['error'])}", highlight=False)
         raise typer.Exit(EXIT_SOME_FAILED)
+    if summary["incomplete"]:
+        if not quiet:
+            stderr.print(
+                f"{len(summary['incomplete'])} of {len(specs)} inputs are incomplete (damaged or truncated videos)",
+                highlight=False,
+            )
+        raise typer.Exit(EXIT_INCOMPLETE)
 
 
 def _saved_result(paths: OutputPaths) -> VideoResult | None:

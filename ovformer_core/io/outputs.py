@@ -157,10 +157,9 @@ def write_outputs(
         OutputError: a format cannot be written (disk full, a folder in the way, ...), or the overlay's
             source video is not available.
     """
-    from ovformer_core.io.overlay import write_overlay
+    from ovformer_core.io.overlay import result_frames, write_overlay
     from ovformer_core.io.png_masks import write_png_masks
     from ovformer_core.io.results import write_coco_json, write_ytvis_json
-    from ovformer_core.io.video import open_source
 
     for output in dict.fromkeys(formats):
         path = paths.of(output)
@@ -177,4 +176,8 @@ def write_outputs(
                     f"the overlay needs the source video {source}, which is not there; "
                     "pass the video the result was made from"
                 )
-            write_overlay(path, open_source(source).iter_frames(), result)
+            frames = result_frames(source, result)
+            try:
+                write_overlay(path, frames, result)
+            finally:
+                frames.close()

@@ -22,6 +22,7 @@ from ovformer_cli.app import app
 from ovformer_core.io.results import load_result
 from tests.cli.test_segment_cli import one_error_line, read_video, segment_args
 from tests.conftest import write_video
+from tests.io.timed_videos import cut_copy, evenly, write_timed_video
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -241,3 +242,25 @@ def test_skip_existing_does_not_take_another_inputs_result_of_the_same_name(tmp_
     assert second.exit_code == 0, second.output
     assert summary_of(second.stdout)["ok"][0]["model_run"] is True
     assert load_result(out / "clip.json").num_frames == 4
+
+
+def test_a_truncated_video_is_processed_but_never_a_silent_success(tmp_path: Path, weights):
+    intact = tmp_path / "intact.mp4"
+    write_timed_video(intact, evenly(40), faststart=True, gop=10)
+    cut = cut_copy(intact, tmp_path / "cut.mp4", 0.5)
+    out = tmp_path / "out"
+    result = runner.invoke(app, segment_args(weights, str(intact), str(cut), "-o", str(out), "--json"))
+    assert result.exit_code == 4, result.output
+    summary = summary_of(result.stdout)
+    assert [entry["complete"] for entry in summary["ok"]] == [True, False]
+    assert summary["incomplete"] == [str(cut)]
+    warning = next(line for line in result.output.splitlines() if line.startswith("warning:"))
+    assert warning.startswith(f"warning: {cut}: incomplete: decoded ") and "of 40 declared (exact count)" in warning
+    saved = load_result(out / "cut.json")
+    assert saved.decode is not None and not saved.decode.complete and saved.decode.truncated
+    assert 0 < saved.num_frames == saved.decode.frames_decoded < 40 and saved.decode.frames_declared == 40
+    assert load_result(out / "intact.json").decode.complete  # type: ignore[union-attr]
+
+    # A failure elsewhere in the batch takes precedence: exit 1.
+    mixed = runner.invoke(app, segment_args(weights, str(cut), str(tmp_path / "gone.mp4"), "-o", str(out), "-q"))
+    assert mixed.exit_code == 1
