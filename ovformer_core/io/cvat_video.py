@@ -327,7 +327,8 @@ def parse_cvat_video(data: bytes, where: str, default_name: str) -> VideoResult:
     ]
     tracks = [_read_track(track, frames, height, width, where) for track in root.findall("track")]
     name = (task.findtext("name") or "").strip() or default_name
-    return assemble_result(name, width, height, frames, tracks, labels, where)
+    source = (meta.findtext("source") or "").strip() if meta is not None else ""
+    return assemble_result(name, source, width, height, frames, tracks, labels, where)
 
 
 def read_cvat_video(path: str | os.PathLike[str]) -> VideoResult:

@@ -243,7 +243,7 @@ def _read_items(name: str, items: list[dict[str, Any]], labels: list[str], where
     for position, label, score, rle in untracked:
         tracks[next_id] = ImportedTrack(track_id=next_id, label=label, score=score, masks={position: rle})
         next_id += 1
-    return assemble_result(name, width, height, [f for f, _ in frames], list(tracks.values()), labels, where)
+    return assemble_result(name, "", width, height, [f for f, _ in frames], list(tracks.values()), labels, where)
 
 
 def _parse_document(export: AnnotationExport, member: str) -> tuple[list[str], list[dict[str, Any]]]:

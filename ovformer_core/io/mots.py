@@ -168,7 +168,9 @@ def _read_video(
                 )
             track.masks[position] = encode_rle(ids == value)
     assert size is not None
-    return assemble_result(name, size[1], size[0], frames, list(tracks.values()), labels, export.where(members[0][1]))
+    return assemble_result(
+        name, "", size[1], size[0], frames, list(tracks.values()), labels, export.where(members[0][1])
+    )
 
 
 def read_mots(path: str | os.PathLike[str]) -> list[VideoResult]:

@@ -83,6 +83,7 @@ def parse_score(value: Any, where: str) -> float:
 
 def assemble_result(
     video_name: str,
+    video_path: str,
     width: int,
     height: int,
     frame_indices: Sequence[int],
@@ -93,6 +94,7 @@ def assemble_result(
     """A ``VideoResult`` from the tracks of one video (see the module docstring for the conventions).
 
     Args:
+        video_path: the source video as the file records it (CVAT's ``<source>``), or "".
         labels: the file's label names in its order (categories ``1..K``); every track's label is one.
         where: the file, for messages.
 
@@ -132,7 +134,7 @@ def assemble_result(
         )
     return VideoResult(
         video_name=video_name,
-        video_path="",
+        video_path=video_path,
         video_id=1,
         width=width,
         height=height,
@@ -226,9 +228,10 @@ def dataset_document(results: Sequence[VideoResult], frame_pattern: str = DEFAUL
     """The YouTube-VIS style dataset of several videos (what ``evaluate --gt`` and ``train`` read).
 
     Videos get ids ``1..V``; ``file_names`` come from ``frame_pattern`` (fields ``video`` = video name,
-    ``frame`` = source frame number), relative to the frame root given to training. Each track is an
-    annotation with one segmentation per frame (``null`` where absent), plus ``track_id`` and ``score``
-    (extra keys the readers ignore; ``results_from_dataset`` reads them back). Categories are the union,
+    ``frame`` = source frame number), relative to the frame root given to training. Each track with a
+    pixel is an annotation with one segmentation per frame (``null`` where absent or empty), plus
+    ``track_id`` and ``score`` (extra keys the readers ignore; ``results_from_dataset`` reads them back,
+    as it does the videos' ``name``, ``frame_indices`` and ``video_path``). Categories are the union,
     by name, over the videos.
     """
     check_frame_pattern(frame_pattern)
@@ -246,6 +249,7 @@ def dataset_document(results: Sequence[VideoResult], frame_pattern: str = DEFAUL
             {
                 "id": result.video_id,
                 "name": result.video_name,
+                "video_path": result.video_path,
                 "width": result.width,
                 "height": result.height,
                 "length": result.num_frames,
@@ -254,6 +258,9 @@ def dataset_document(results: Sequence[VideoResult], frame_pattern: str = DEFAUL
             }
         )
         for track in sorted(result.tracks, key=lambda t: t.track_id):
+            segmentations = [None if rle is None or rle_area(rle) == 0 else rle for rle in track.segmentations]
+            if all(rle is None for rle in segmentations):
+                continue
             annotations.append(
                 {
                     "id": len(annotations) + 1,
@@ -265,9 +272,9 @@ def dataset_document(results: Sequence[VideoResult], frame_pattern: str = DEFAUL
                     "height": result.height,
                     "width": result.width,
                     "length": 1,
-                    "segmentations": list(track.segmentations),
-                    "areas": [None if rle is None else rle_area(rle) for rle in track.segmentations],
-                    "bboxes": [None if rle is None else rle_bbox(rle) for rle in track.segmentations],
+                    "segmentations": segmentations,
+                    "areas": [None if rle is None else rle_area(rle) for rle in segmentations],
+                    "bboxes": [None if rle is None else rle_bbox(rle) for rle in segmentations],
                 }
             )
     categories = numbered[0].categories if numbered else []
@@ -334,7 +341,7 @@ def results_from_dataset(dataset: dict[str, Any], where: str = "dataset") -> lis
             results.append(
                 VideoResult(
                     video_name=str(video.get("name", f"video{video['id']}")),
-                    video_path="",
+                    video_path=str(video.get("video_path", "")),
                     video_id=int(video["id"]),
                     width=width,
                     height=height,
