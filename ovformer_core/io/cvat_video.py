@@ -46,8 +46,10 @@ from ovformer_core.io.results import VideoResult
 from ovformer_core.io.rle import encode_rle
 from ovformer_core.io.track_dataset import (
     SCORE_ATTRIBUTE,
+    MAX_FRAMES,
     ImportedTrack,
     assemble_result,
+    check_frame_size,
     parse_score,
     present_masks,
     used_labels,
@@ -236,7 +238,7 @@ def _task_frames(task: ET.Element, where: str) -> list[int]:
         except ValueError:
             raise AnnotationError(f"{where}: frame filter {frame_filter!r} is not 'step=N'") from None
     size = _int_text(task, "size", where)
-    if size < 1 or step < 1:
+    if not 1 <= size <= MAX_FRAMES or step < 1:
         raise AnnotationError(f"{where}: the task has {size} frames with step {step}; export it again")
     return [start + k * step for k in range(size)]
 
@@ -317,8 +319,7 @@ def parse_cvat_video(data: bytes, where: str, default_name: str) -> VideoResult:
     size = task.find("original_size")
     width = _int_text(size, "width", where)
     height = _int_text(size, "height", where)
-    if width < 1 or height < 1:
-        raise AnnotationError(f"{where}: frame size {width}x{height} is not positive")
+    check_frame_size(width, height, where)
     frames = _task_frames(task, where)
     labels_element = task.find("labels")
     labels = [

@@ -40,6 +40,7 @@ from ovformer_core.io.track_dataset import (
     SCORE_ATTRIBUTE,
     ImportedTrack,
     assemble_result,
+    check_frame_size,
     export_labels,
     frame_number,
     parse_score,
@@ -170,6 +171,8 @@ def _frame_size(items: list[dict[str, Any]], where: str) -> tuple[int, int]:
                 break
     if not sizes:
         raise AnnotationError(f"{where}: no item gives the frame size (image size or a mask); export with image info")
+    for height, width in sizes:
+        check_frame_size(width, height, where)
     if len(sizes) > 1:
         found = sorted(sizes)
         raise AnnotationError(

@@ -106,7 +106,7 @@ def decode_instance_png(data: bytes, where: str) -> np.ndarray:
                     "export MOTS PNG again"
                 )
             pixels = np.asarray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise AnnotationError(f"{where} is not a readable PNG ({err}); it may be truncated, export it again") from None
     if pixels.min(initial=0) < 0 or pixels.max(initial=0) > np.iinfo(np.uint16).max:
         raise AnnotationError(f"{where} has pixel values outside 0..65535; it is not a MOTS instance PNG")

@@ -41,6 +41,37 @@ DEFAULT_FRAME_PATTERN = "{video}/{frame:06d}.jpg"
 SCORE_ATTRIBUTE = "score"
 
 _FRAME_NUMBER = re.compile(r"(\d+)$")
+#: Largest frame an import decodes masks at (8K video is 33 M pixels): a file claiming more is refused
+#: rather than allowed to allocate gigabytes per mask.
+MAX_FRAME_PIXELS = 2**27
+#: Most frames one imported video may declare (about 150 hours at 30 frames/s).
+MAX_FRAMES = 2**24
+
+
+def check_frame_size(width: int, height: int, where: str) -> None:
+    """Refuse a frame size that is not positive or too large to decode masks at.
+
+    Raises:
+        AnnotationError: names the size.
+    """
+    if width < 1 or height < 1 or width * height > MAX_FRAME_PIXELS:
+        raise AnnotationError(
+            f"{where}: frame size {width}x{height} is not a video frame ovformer can hold "
+            f"(positive, at most {MAX_FRAME_PIXELS} pixels); check the file"
+        )
+
+
+def check_video_name(name: str, where: str) -> None:
+    """A video name becomes a folder of frame file names: one plain path component only.
+
+    Raises:
+        AnnotationError: empty, ``.``/``..``, or with a path separator or NUL.
+    """
+    if name in ("", ".", "..") or any(char in name for char in "/\\\0"):
+        raise AnnotationError(
+            f"{where}: video name {name!r} cannot name a folder of frames (it would reach outside the frame root); "
+            "rename the task or the subset"
+        )
 
 
 def frame_number(name: str) -> int | None:
@@ -102,8 +133,12 @@ def assemble_result(
         AnnotationError: a label is not among ``labels``, a track id repeats, or the frames are not
             strictly increasing.
     """
+    check_frame_size(width, height, where)
+    check_video_name(video_name, where)
     if any(b <= a for a, b in zip(frame_indices, frame_indices[1:], strict=False)):
         raise AnnotationError(f"{where}: frame numbers are not strictly increasing; fix the frame names")
+    if frame_indices and frame_indices[0] < 0:
+        raise AnnotationError(f"{where}: frame number {frame_indices[0]} is negative; frames count from 0")
     label_index = {name: i for i, name in enumerate(labels)}
     shift = 1 if any(track.track_id == 0 for track in tracks) else 0
     seen: set[int] = set()
@@ -236,6 +271,8 @@ def dataset_document(results: Sequence[VideoResult], frame_pattern: str = DEFAUL
     """
     check_frame_pattern(frame_pattern)
     names = [result.video_name for result in results]
+    for name in names:
+        check_video_name(name, "dataset")
     repeated = next((name for name in names if names.count(name) > 1), None)
     if repeated is not None:
         raise AnnotationError(

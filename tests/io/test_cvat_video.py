@@ -133,6 +133,9 @@ def test_reads_what_cvat_writes_polygons_interpolation_and_ids_from_zero() -> No
         ("</meta>", '</meta><image id="0" name="a.png"/>', "is 'CVAT for images'"),
         ("<meta><task>", "<meta><project/><task>", "is a CVAT project export"),
         ("</annotations>", "", "is not well-formed XML"),
+        ("<name>walk</name>", "<name>../../etc</name>", "video name '../../etc' cannot name a folder of frames"),
+        ("<width>8</width>", "<width>40000000</width>", "frame size 40000000x6 is not a video frame ovformer can hold"),
+        ("<size>4</size>", "<size>99999999999</size>", "the task has 99999999999 frames"),
     ],
 )
 def test_bad_files_are_one_line_naming_the_entry(old: str, new: str, needle: str) -> None:

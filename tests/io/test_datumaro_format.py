@@ -102,3 +102,10 @@ def test_truncated_json(tmp_path: Path) -> None:
     target.write_text(target.read_text()[:50])
     with pytest.raises(AnnotationError, match="default.json is not valid JSON .* truncated"):
         read_datumaro(folder)
+
+
+def test_item_folders_cannot_reach_outside_the_frame_root(tmp_path: Path) -> None:
+    document = _document([_mask()])
+    document["items"][0]["id"] = "../frame_000000"
+    with pytest.raises(AnnotationError, match="video name '..' cannot name a folder"):
+        read_datumaro(_write(tmp_path, document))
