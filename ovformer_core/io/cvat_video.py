@@ -45,8 +45,8 @@ from ovformer_core.io.annotation_archive import open_export, write_zip
 from ovformer_core.io.results import VideoResult
 from ovformer_core.io.rle import encode_rle
 from ovformer_core.io.track_dataset import (
-    SCORE_ATTRIBUTE,
     MAX_FRAMES,
+    SCORE_ATTRIBUTE,
     ImportedTrack,
     assemble_result,
     check_frame_size,
