@@ -6,6 +6,7 @@ import typer
 
 from ovformer_cli.dataset_cmd import dataset_app
 from ovformer_cli.evaluate_cmd import evaluate
+from ovformer_cli.import_cmd import import_annotations
 from ovformer_cli.segment_cmd import export, segment
 from ovformer_cli.train_cmd import train
 from ovformer_cli.vocab_cmd import vocab_encode
@@ -37,6 +38,7 @@ def root(
 
 app.command("segment")(segment)
 app.command("export")(export)
+app.command("import")(import_annotations)
 app.command("vocab-encode")(vocab_encode)
 app.command("evaluate")(evaluate)
 app.add_typer(dataset_app, name="dataset")

@@ -40,6 +40,9 @@ class Extra(str, Enum):
     coco = "coco"
     overlay = "overlay"
     png = "png"
+    cvat_video = "cvat-video"
+    mots = "mots"
+    datumaro = "datumaro"
 
 
 class Mode(str, Enum):
@@ -154,7 +157,9 @@ def segment(
     out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Folder for the results.")] = Path("ovformer_out"),
     extras: Annotated[
         list[Extra] | None,
-        typer.Option("--format", "-f", help="Also write: ytvis, coco, overlay, png (repeatable)."),
+        typer.Option(
+            "--format", "-f", help="Also write: ytvis, coco, overlay, png, cvat-video, mots, datumaro (repeatable)."
+        ),
     ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="cuda, cpu, cuda:N (default: cuda if available).")
@@ -407,7 +412,10 @@ def export(
     result_path: Annotated[
         Path, typer.Argument(help="A result .json written by 'ovformer segment'.", metavar="RESULT.json")
     ],
-    to: Annotated[list[Extra], typer.Option("--to", help="Format(s) to write: ytvis, coco, overlay, png.")],
+    to: Annotated[
+        list[Extra],
+        typer.Option("--to", help="Format(s) to write: ytvis, coco, overlay, png, cvat-video, mots, datumaro."),
+    ],
     video: Annotated[Path | None, typer.Option("--video", help="The source video (needed for overlay).")] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out-dir", "-o", help="Folder (default: next to the result).")

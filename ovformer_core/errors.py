@@ -37,3 +37,7 @@ class OutputError(OVFormerError):
 
 class TrainingError(OVFormerError):
     """Training data, a training config or a training run is unusable (bad annotation, NaN loss, ...)."""
+
+
+class AnnotationError(OVFormerError):
+    """An annotation-tool export (CVAT for video, MOTS PNG, Datumaro) is malformed or does not fit."""

@@ -1,9 +1,11 @@
 """The files one segmented input becomes: their names, which of them exist, and writing the missing ones.
 
 An input ``NAME`` gets ``NAME.json`` (the full result, always) and, on request, the formats of
-``OUTPUT_FORMATS``: ``NAME.ytvis.json``, ``NAME.coco.json``, ``NAME.overlay.mp4`` and the folder
-``NAME_masks/``. Every one is written atomically (``ovformer_core.io.atomic``), so an existing path is
-a complete output: an interrupted run leaves some formats missing, never a half-written one. Resuming
+``OUTPUT_FORMATS``: ``NAME.ytvis.json``, ``NAME.coco.json``, ``NAME.overlay.mp4``, the folder
+``NAME_masks/``, and the annotation-tool zips ``NAME.cvat-video.zip`` (CVAT for video 1.1),
+``NAME.mots.zip`` (MOTS PNG) and ``NAME.datumaro.zip`` (Datumaro 1.0). Every one is written
+atomically (``ovformer_core.io.atomic``), so an existing path is a complete output: an interrupted
+run leaves some formats missing, never a half-written one. Resuming
 (``missing_outputs``) therefore only has to look at which paths exist, and every format can be made
 again from the saved result without the model (``write_outputs``).
 """
@@ -20,7 +22,7 @@ from ovformer_core.errors import OutputError
 from ovformer_core.io.results import VideoResult
 
 #: The formats written next to the full result (names as ``-f`` and ``--to`` take them).
-OUTPUT_FORMATS = ("ytvis", "coco", "overlay", "png")
+OUTPUT_FORMATS = ("ytvis", "coco", "overlay", "png", "cvat-video", "mots", "datumaro")
 #: What ``missing_outputs`` calls the full result ``NAME.json`` itself.
 RESULT = "result"
 
@@ -35,6 +37,9 @@ class OutputPaths:
         coco: ``NAME.coco.json``, per-frame COCO annotations.
         overlay: ``NAME.overlay.mp4``, the masks drawn on the video.
         png: ``NAME_masks/``, per-frame PNG id masks (a folder).
+        cvat_video: ``NAME.cvat-video.zip``, CVAT for video 1.1 (``ovformer_core.io.cvat_video``).
+        mots: ``NAME.mots.zip``, MOTS PNG (``ovformer_core.io.mots``).
+        datumaro: ``NAME.datumaro.zip``, Datumaro 1.0 JSON (``ovformer_core.io.datumaro_format``).
     """
 
     result: Path
@@ -42,6 +47,9 @@ class OutputPaths:
     coco: Path
     overlay: Path
     png: Path
+    cvat_video: Path
+    mots: Path
+    datumaro: Path
 
     @classmethod
     def for_input(cls, out_dir: str | os.PathLike[str], name: str) -> OutputPaths:
@@ -53,13 +61,16 @@ class OutputPaths:
             coco=folder / f"{name}.coco.json",
             overlay=folder / f"{name}.overlay.mp4",
             png=folder / f"{name}_masks",
+            cvat_video=folder / f"{name}.cvat-video.zip",
+            mots=folder / f"{name}.mots.zip",
+            datumaro=folder / f"{name}.datumaro.zip",
         )
 
     def of(self, output: str) -> Path:
         """The path of one output (``"result"`` or one of ``OUTPUT_FORMATS``)."""
         if output != RESULT and output not in OUTPUT_FORMATS:
             raise ValueError(f"unknown output {output!r}; choose from {', '.join(OUTPUT_FORMATS)}")
-        return Path(getattr(self, output))
+        return Path(getattr(self, output.replace("-", "_")))
 
 
 def _is_folder_output(output: str) -> bool:
@@ -157,6 +168,9 @@ def write_outputs(
         OutputError: a format cannot be written (disk full, a folder in the way, ...), or the overlay's
             source video is not available.
     """
+    from ovformer_core.io.cvat_video import write_cvat_video
+    from ovformer_core.io.datumaro_format import write_datumaro
+    from ovformer_core.io.mots import write_mots
     from ovformer_core.io.overlay import result_frames, write_overlay
     from ovformer_core.io.png_masks import write_png_masks
     from ovformer_core.io.results import write_coco_json, write_ytvis_json
@@ -169,6 +183,12 @@ def write_outputs(
             write_coco_json(path, result)
         elif output == "png":
             write_png_masks(path, result)
+        elif output == "cvat-video":
+            write_cvat_video(path, result)
+        elif output == "mots":
+            write_mots(path, result)
+        elif output == "datumaro":
+            write_datumaro(path, result)
         elif output == "overlay":
             source = Path(source_path) if source_path is not None else Path(result.video_path)
             if not source.exists():

@@ -1,0 +1,136 @@
+"""The files of an annotation-tool export, whether a zip archive, a folder or one bare file.
+
+CVAT and Datumaro hand out zips (``annotations.xml``, ``instances/*.png``, ``annotations/*.json``);
+people also unpack them, or keep only the XML. ``open_export`` gives the three the same face: a
+sorted list of member names (POSIX, relative) and ``read`` for their bytes. Nothing is extracted to
+disk, so member names cannot point outside any folder. A truncated or damaged archive is one
+``AnnotationError`` naming the archive and, where it is known, the entry. ``write_zip`` writes the
+zips ovformer exports: atomically, and byte for byte the same for the same content.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ovformer_core.errors import AnnotationError
+from ovformer_core.io.atomic import atomic_path
+
+#: Timestamp of every member written (the zip format's earliest), so equal content gives equal bytes.
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+#: Largest member read into memory (a zip bomb or a stray video is refused, not decompressed).
+MAX_MEMBER_BYTES = 2 * 1024**3
+
+
+@dataclass
+class AnnotationExport:
+    """An opened export.
+
+    Attributes:
+        path: the zip, folder or file as given.
+        names: member names, POSIX-relative, sorted (for a bare file: its own name).
+    """
+
+    path: Path
+    names: list[str]
+    _zip: zipfile.ZipFile | None = field(default=None, repr=False)
+
+    @property
+    def stem(self) -> str:
+        """The export's name without folders and extensions (``clip.cvat-video.zip`` -> ``clip``)."""
+        return self.path.name.split(".", 1)[0] or self.path.name
+
+    def where(self, name: str) -> str:
+        """How to name a member in a message: ``export.zip:annotations.xml``, or the file's path."""
+        if self._zip is not None:
+            return f"{self.path}:{name}"
+        if self.path.is_dir():
+            return str(self.path / name)
+        return str(self.path)
+
+    def read(self, name: str) -> bytes:
+        """The bytes of member ``name`` (one of ``names``).
+
+        Raises:
+            AnnotationError: the member is damaged, truncated, unreadable or too large.
+        """
+        if self._zip is not None:
+            try:
+                info = self._zip.getinfo(name)
+                if info.file_size > MAX_MEMBER_BYTES:
+                    raise AnnotationError(
+                        f"{self.where(name)} is {info.file_size} bytes, more than an annotation file can be; "
+                        "check that you passed the right archive"
+                    )
+                with self._zip.open(info) as member:
+                    return member.read(MAX_MEMBER_BYTES + 1)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, KeyError) as err:
+                raise AnnotationError(
+                    f"{self.where(name)} is damaged or truncated ({err}); export it again from the annotation tool"
+                ) from None
+        target = self.path / name if self.path.is_dir() else self.path
+        try:
+            if target.stat().st_size > MAX_MEMBER_BYTES:
+                raise AnnotationError(f"{target} is too large to be an annotation file; check the path")
+            return target.read_bytes()
+        except OSError as err:
+            raise AnnotationError(f"cannot read {target} ({err.strerror or err}); check the path") from None
+
+    def close(self) -> None:
+        """Close the archive (no-op for folders and files)."""
+        if self._zip is not None:
+            self._zip.close()
+
+    def __enter__(self) -> AnnotationExport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _folder_names(folder: Path) -> list[str]:
+    names = []
+    for root, _dirs, files in os.walk(folder):
+        for file in files:
+            names.append(Path(root, file).relative_to(folder).as_posix())
+    return sorted(names)
+
+
+def open_export(path: str | os.PathLike[str]) -> AnnotationExport:
+    """Open a zip archive, a folder, or a single annotation file.
+
+    Raises:
+        AnnotationError: the path does not exist, or a ``.zip`` is not a complete zip archive.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return AnnotationExport(path, _folder_names(path))
+    if not path.is_file():
+        raise AnnotationError(f"{path} does not exist; pass the zip or folder exported from the annotation tool")
+    if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
+        try:
+            archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise AnnotationError(
+                f"{path} is not a complete zip archive ({err}); it may be truncated: download or export it again"
+            ) from None
+        names = sorted(info.filename for info in archive.infolist() if not info.is_dir())
+        return AnnotationExport(path, names, archive)
+    return AnnotationExport(path, [path.name])
+
+
+def write_zip(path: str | os.PathLike[str], members: Mapping[str, bytes]) -> None:
+    """Write a deflated zip of ``members`` (name -> bytes, in the given order) to ``path``; atomic.
+
+    Members carry a fixed timestamp and mode, so the same content always gives the same bytes.
+    """
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
