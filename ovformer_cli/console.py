@@ -32,15 +32,15 @@ R = TypeVar("R")
 EXIT_USER_ERROR = 2
 #: Exit status base for a run stopped by a signal: 128 + the signal number, as shells report it.
 EXIT_SIGNAL_BASE = 128
-#: Signals that stop a command as Ctrl-C does: outputs in progress are removed, one line is printed.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+#: Signals that stop a command: outputs in progress are removed, one line is printed.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
 
 class Interrupted(KeyboardInterrupt):
-    """A stop signal (SIGTERM, SIGHUP) raised as an exception, so cleanup runs as for Ctrl-C."""
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) raised as an exception, so every cleanup runs."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -53,32 +53,38 @@ def fail(message: str, status: int = EXIT_USER_ERROR) -> typer.Exit:
     return typer.Exit(status)
 
 
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    # Later stop signals must not interrupt the cleanup of the first one.
-    for stop in STOP_SIGNALS:
-        signal.signal(stop, signal.SIG_IGN)
-    raise Interrupted(signum)
-
-
-@contextlib.contextmanager
-def stop_signals_raise() -> Iterator[None]:
-    """While inside, SIGTERM and SIGHUP raise ``Interrupted`` (a ``KeyboardInterrupt``).
+class StopSignals:
+    """Turns SIGINT, SIGTERM and SIGHUP into ``Interrupted`` while a command runs, and remembers them.
 
     Every output is written atomically and removed on any exception, so a batch scheduler's SIGTERM
-    leaves no ``.part`` file, exactly like Ctrl-C. Handlers can only be set from the main thread;
-    elsewhere (an embedding application's worker thread) the signals keep their own handling.
+    leaves no ``.part`` file, exactly like Ctrl-C. The signal is also remembered (``received``): an
+    exception raised inside C code can reach Python as another type (numpy turns it into a
+    ``TypeError`` in its ``__array__`` fallback), and the command must still end as interrupted.
+    Handlers can only be set from the main thread; elsewhere the signals keep their own handling.
     """
-    previous: dict[int, object] = {}
-    try:
-        for stop in STOP_SIGNALS:
-            previous[stop] = signal.signal(stop, _raise_interrupted)
-    except ValueError:  # not the main thread
-        pass
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        try:
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._raise)
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _raise(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        # Later signals must not interrupt the cleanup of the first one.
+        for other in STOP_SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
+        raise Interrupted(signum)
 
 
 #: Packages whose warnings are not for a CLI user (deprecations, pickle-protocol notes, ...).
@@ -104,9 +110,15 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        stop = StopSignals()
         try:
-            with stop_signals_raise(), quiet_library_warnings():
-                return func(*args, **kwargs)
+            with stop, quiet_library_warnings():
+                try:
+                    return func(*args, **kwargs)
+                except Exception as err:
+                    if stop.received is not None and not isinstance(err, typer.Exit):
+                        raise Interrupted(stop.received) from None
+                    raise
         except OVFormerError as err:
             raise fail(str(err)) from None
         except KeyboardInterrupt as err:
