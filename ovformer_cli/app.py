@@ -8,6 +8,7 @@ from ovformer_cli.dataset_cmd import dataset_app
 from ovformer_cli.evaluate_cmd import evaluate
 from ovformer_cli.segment_cmd import export, segment
 from ovformer_cli.train_cmd import train
+from ovformer_cli.view_cmd import view
 from ovformer_cli.vocab_cmd import vocab_encode
 from ovformer_core import __version__
 
@@ -41,6 +42,7 @@ app.command("vocab-encode")(vocab_encode)
 app.command("evaluate")(evaluate)
 app.add_typer(dataset_app, name="dataset")
 app.command("train")(train)
+app.command("view")(view)
 
 
 def main() -> None:

@@ -1,0 +1,257 @@
+"""The results a viewer shows: found in the served folder, read once, summarised for the index page.
+
+A result file is any ``*.json`` below the served folder that starts as ``ovformer segment`` writes it
+(``{"format": "ovformer-results", ...}``); only its first bytes are read to tell. Its reviewed copy
+``NAME.reviewed.json`` is not listed on its own: it is the review state of ``NAME.json``. Each video
+of a result file gets an opaque id (``<hash of the relative path>-<video position>``), so page URLs
+never carry a file path. Parsed files are cached by modification time and size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ovformer_core.errors import ResultsError
+from ovformer_core.io.outputs import is_reviewed_path, reviewed_original, reviewed_path
+from ovformer_core.io.results import VideoResult, load_results
+from ovformer_core.view.masks import track_presence
+from ovformer_core.view.served_files import ServedFolder
+
+#: Bytes read from the start of a ``.json`` file to decide whether it is a full ovformer result.
+_HEAD_BYTES = 256
+_RESULT_HEAD = re.compile(rb'^\s*\{\s*"format"\s*:\s*"ovformer-results"')
+#: Parsed result files kept in memory (the largest are tens of MB).
+LOADED_FILES_KEPT = 8
+
+
+def is_result_file(path: Path) -> bool:
+    """Whether ``path`` starts like a full ovformer result file (reads its first bytes only)."""
+    try:
+        with path.open("rb") as handle:
+            return bool(_RESULT_HEAD.match(handle.read(_HEAD_BYTES)))
+    except OSError:
+        return False
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@dataclass(frozen=True)
+class ReviewState:
+    """What a reviewed copy says about one video.
+
+    Attributes:
+        reviewed: a reviewed copy of this video exists.
+        revision: how many times it was saved (0: never); a save must name the revision it started from.
+        time: when it was last saved (ISO 8601, UTC), or None.
+        edits: the corrections it holds, in order (``ovformer_core.view.review`` format).
+        problem: why the reviewed copy could not be read, or None.
+    """
+
+    reviewed: bool = False
+    revision: int = 0
+    time: str | None = None
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reviewed": self.reviewed,
+            "revision": self.revision,
+            "time": self.time,
+            "edits": self.edits,
+            "problem": self.problem,
+        }
+
+
+def review_state_of(result: VideoResult) -> ReviewState:
+    """The review recorded in a reviewed video's metadata (``metadata["review"]``)."""
+    review = result.metadata.get("review")
+    if not isinstance(review, dict) or not review.get("reviewed"):
+        return ReviewState()
+    revision = review.get("revision")
+    edits = review.get("edits")
+    return ReviewState(
+        reviewed=True,
+        revision=revision if isinstance(revision, int) and not isinstance(revision, bool) else 1,
+        time=review.get("time") if isinstance(review.get("time"), str) else None,
+        edits=edits if isinstance(edits, list) else [],
+    )
+
+
+@dataclass(frozen=True)
+class LoadedVideo:
+    """One video of a result file, ready for the result page.
+
+    Attributes:
+        result_id: its id in page URLs.
+        path: the original result file.
+        video_index: its position in the file's ``videos``.
+        result: the parsed result.
+        present: bool ``[N, T]``, which track has pixels in which processed frame.
+    """
+
+    result_id: str
+    path: Path
+    video_index: int
+    result: VideoResult
+    present: np.ndarray = field(repr=False)
+
+
+class ResultIndex:
+    """Finds and reads the results of the served folder.
+
+    Args:
+        folder: the served folder.
+        only: list just these result files (``ovformer view RESULT.json``) plus those added later
+            with ``add`` (results of runs started from the page); None lists every result found.
+    """
+
+    def __init__(self, folder: ServedFolder, only: Sequence[Path] | None = None) -> None:
+        self.folder = folder
+        self.only = None if only is None else [Path(os.path.realpath(p)) for p in only]
+        self._ids: dict[str, Path] = {}
+        self._loaded: OrderedDict[Path, tuple[tuple[int, int] | None, list[VideoResult] | ResultsError]] = OrderedDict()
+        self._present: dict[tuple[Path, int, tuple[int, int] | None], np.ndarray] = {}
+        self._lock = threading.RLock()
+
+    def add(self, path: Path) -> None:
+        """List ``path`` too (a result written by a run from the page)."""
+        if self.only is not None:
+            with self._lock:
+                self.only.append(Path(os.path.realpath(path)))
+
+    def file_id(self, path: Path) -> str:
+        """The stable id part of a result file (hash of its path relative to the served folder)."""
+        return hashlib.sha1(self.folder.display(path).encode("utf-8")).hexdigest()[:12]
+
+    def result_files(self) -> list[Path]:
+        """The original result files, sorted by path; refreshes the id table."""
+        if self.only is not None:
+            candidates = [p for p in self.only if p.is_file()]
+        else:
+            candidates = [p for p in self.folder.walk() if p.suffix == ".json"]
+        files = []
+        for path in candidates:
+            if is_reviewed_path(path) and reviewed_original(path).is_file():
+                continue  # the review state of its original, not a result of its own
+            if is_result_file(path):
+                files.append(path)
+        with self._lock:
+            self._ids = {self.file_id(path): path for path in files}
+        return sorted(files, key=lambda p: self.folder.display(p))
+
+    def read(self, path: Path) -> list[VideoResult]:
+        """The videos of a result file (cached while the file is unchanged).
+
+        Raises:
+            ResultsError: the file is malformed.
+        """
+        key = _file_key(path)
+        with self._lock:
+            cached = self._loaded.get(path)
+            if cached is not None and cached[0] == key:
+                self._loaded.move_to_end(path)
+                outcome = cached[1]
+            else:
+                try:
+                    outcome = load_results(path)
+                except ResultsError as err:
+                    outcome = err
+                self._loaded[path] = (key, outcome)
+                while len(self._loaded) > LOADED_FILES_KEPT:
+                    self._loaded.popitem(last=False)
+        if isinstance(outcome, ResultsError):
+            raise outcome
+        return outcome
+
+    def review_state(self, path: Path, video_index: int) -> ReviewState:
+        """The review state of video ``video_index`` of result file ``path``."""
+        if is_reviewed_path(path):
+            return ReviewState(problem="this is a reviewed copy whose original is missing; it is shown read-only")
+        reviewed = reviewed_path(path)
+        if not reviewed.exists():
+            return ReviewState()
+        try:
+            videos = self.read(reviewed)
+        except ResultsError as err:
+            return ReviewState(problem=f"{reviewed.name} cannot be read ({err}); move it away to save a new review")
+        if video_index >= len(videos):
+            return ReviewState()
+        return review_state_of(videos[video_index])
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """One row per video for the index page (name, frames, tracks, categories, date, review state)."""
+        rows = []
+        for path in self.result_files():
+            modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
+            base: dict[str, Any] = {"file": self.folder.display(path), "modified": modified}
+            try:
+                videos = self.read(path)
+            except ResultsError as err:
+                rows.append({**base, "id": None, "error": str(err)})
+                continue
+            for k, video in enumerate(videos):
+                names = sorted({track.category_name for track in video.tracks})
+                rows.append(
+                    {
+                        **base,
+                        "id": f"{self.file_id(path)}-{k}",
+                        "video_name": video.video_name,
+                        "frames": video.num_frames,
+                        "tracks": len(video.tracks),
+                        "categories": names,
+                        "review": self.review_state(path, k).to_dict(),
+                    }
+                )
+        return rows
+
+    def video(self, result_id: str) -> LoadedVideo:
+        """The video behind a page id.
+
+        Raises:
+            KeyError: no such id (never listed, or its file is gone).
+            ResultsError: its file is malformed.
+        """
+        found = re.fullmatch(r"([0-9a-f]{12})-(\d{1,6})", result_id or "")
+        if found is None:
+            raise KeyError(result_id)
+        with self._lock:
+            path = self._ids.get(found[1])
+        if path is None:
+            self.result_files()
+            with self._lock:
+                path = self._ids.get(found[1])
+        if path is None or not path.is_file():
+            raise KeyError(result_id)
+        index = int(found[2])
+        videos = self.read(path)
+        if index >= len(videos):
+            raise KeyError(result_id)
+        key = (path, index, _file_key(path))
+        with self._lock:
+            present = self._present.get(key)
+        if present is None:
+            present = track_presence(videos[index])
+            with self._lock:
+                self._present = {k: v for k, v in self._present.items() if k[0] != path}
+                self._present[key] = present
+                while len(self._present) > 4 * LOADED_FILES_KEPT:
+                    del self._present[next(iter(self._present))]
+        return LoadedVideo(result_id, path, index, videos[index], present)
