@@ -278,3 +278,32 @@ def test_a_run_started_from_the_page_completes_and_appears(browser, server_for, 
     assert result.video_path == str(folder / "uploads" / "walk.mp4")
     browser.find_element(By.LINK_TEXT, "walk").click()
     wait_for(browser, "return window.viewer.drawnPos === 0 && window.viewer.state.bitmap !== null")
+
+
+def test_the_page_decodes_rle_as_pycocotools_does(browser, shared):
+    from ovformer_core.io.rle import encode_rle, run_lengths
+
+    _, server = shared
+    open_index(browser, server)
+    rng = np.random.default_rng(0)
+    masks = [rng.random((37, 53)) < p for p in (0.0, 0.02, 0.5, 0.98, 1.0)]
+    masks.append(np.zeros((300, 400), dtype=bool))
+    masks[-1][20:280, 7:390] = True  # long runs: many 5-bit groups, negative deltas
+    counts = [encode_rle(mask)["counts"] for mask in masks]
+    script = """
+        const [counts, shapes, done] = arguments;
+        import('/static/rle.js').then((rle) => done(counts.map((c, i) => {
+            const [h, w] = shapes[i];
+            const runs = rle.runLengths(c);
+            const rgba = new Uint8ClampedArray(h * w * 4);
+            const labels = new Int32Array(h * w);
+            const box = rle.paintRuns(runs, h, w, rgba, labels, 7, [1, 2, 3]);
+            return [runs, Array.from(labels), box];
+        })));
+    """
+    decoded = browser.execute_async_script(script, counts, [list(m.shape) for m in masks])
+    for mask, text, (runs, labels, box) in zip(masks, counts, decoded, strict=True):
+        assert runs == run_lengths(text).tolist()
+        assert np.array_equal(np.array(labels).reshape(mask.shape) == 7, mask)
+        ys, xs = np.nonzero(mask)
+        assert box == (None if not mask.any() else [xs.min(), ys.min(), xs.max(), ys.max()])

@@ -251,3 +251,14 @@ def test_one_result_file_opens_its_page_and_lists_only_itself(served: Served, co
     assert [row["video_name"] for row in data["results"]] == ["clip"]
     assert stop_server(server).strip().endswith("stopped")
     assert server.process is not None and server.process.returncode == 0
+
+
+def test_without_the_view_extra_the_command_says_what_to_install(served: Served, monkeypatch: pytest.MonkeyPatch):
+    import sys
+
+    for name in [name for name in sys.modules if name.startswith("ovformer_core.view")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    done = CliRunner().invoke(app, ["view", str(served.folder), "--port", "0"])
+    assert done.exit_code == 2
+    assert done.stderr == "error: ovformer view needs fastapi, which is not installed; pip install 'ovformer[view]'\n"
