@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from ovformer_core.io.results import VideoResult
 
@@ -18,22 +17,33 @@ from ovformer_core.io.results import VideoResult
 MAX_FRAMES_PER_REQUEST = 256
 
 
+def _first_run(counts: str) -> int:
+    """The first number of a compressed counts string: the background run before the first pixel."""
+    value = 0
+    shift = 0
+    for char in counts:
+        group = ord(char) - 48
+        value |= (group & 0x1F) << shift
+        shift += 5
+        if not group & 0x20:
+            return value - (1 << shift) if group & 0x10 else value
+    return value
+
+
 def track_presence(result: VideoResult) -> np.ndarray:
     """Which track has a non-empty mask at which processed frame.
+
+    A mask is empty when its first background run covers the whole frame, so only the first few
+    characters of each RLE are read (the result's RLEs were validated when it was loaded).
 
     Returns:
         bool ``[N, T]`` (N tracks in ``result.tracks`` order, T = ``result.num_frames``).
     """
+    pixels = result.height * result.width
     present = np.zeros((len(result.tracks), result.num_frames), dtype=bool)
     for n, track in enumerate(result.tracks):
-        positions = [t for t, rle in enumerate(track.segmentations) if rle is not None]
-        if not positions:
-            continue
-        rles = [
-            {"size": list(track.segmentations[t]["size"]), "counts": track.segmentations[t]["counts"].encode("ascii")}  # type: ignore[index]
-            for t in positions
-        ]
-        present[n, positions] = np.asarray(mask_utils.area(rles)) > 0
+        for t, rle in enumerate(track.segmentations):
+            present[n, t] = rle is not None and _first_run(rle["counts"]) < pixels
     return present
 
 

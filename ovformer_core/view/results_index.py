@@ -10,6 +10,7 @@ never carry a file path. Parsed files are cached by modification time and size.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -24,7 +25,7 @@ import numpy as np
 
 from ovformer_core.errors import ResultsError
 from ovformer_core.io.outputs import is_reviewed_path, reviewed_original, reviewed_path
-from ovformer_core.io.results import VideoResult, load_results
+from ovformer_core.io.results import RESULT_VERSION, VideoResult, load_results
 from ovformer_core.view.masks import track_presence
 from ovformer_core.view.served_files import ServedFolder
 
@@ -42,6 +43,45 @@ def is_result_file(path: Path) -> bool:
             return bool(_RESULT_HEAD.match(handle.read(_HEAD_BYTES)))
     except OSError:
         return False
+
+
+def _outline_of_video(video: VideoResult) -> dict[str, Any]:
+    names = sorted({track.category_name for track in video.tracks})
+    return {
+        "video_name": video.video_name,
+        "frames": video.num_frames,
+        "tracks": len(video.tracks),
+        "categories": names,
+    }
+
+
+def _outline_of(document: Any) -> list[dict[str, Any]] | None:
+    """The index rows of a parsed result document, or None when its outline is not as written by ovformer."""
+    if not isinstance(document, dict) or document.get("version") != RESULT_VERSION:
+        return None
+    videos = document.get("videos")
+    if not isinstance(videos, list):
+        return None
+    outline = []
+    for video in videos:
+        tracks = video.get("tracks") if isinstance(video, dict) else None
+        if not (
+            isinstance(tracks, list)
+            and isinstance(video.get("video_name"), str)
+            and isinstance(video.get("num_frames"), int)
+            and all(isinstance(t, dict) and isinstance(t.get("category_name"), str) for t in tracks)
+        ):
+            return None
+        names = sorted({t["category_name"] for t in tracks})
+        outline.append(
+            {
+                "video_name": video["video_name"],
+                "frames": video["num_frames"],
+                "tracks": len(tracks),
+                "categories": names,
+            }
+        )
+    return outline
 
 
 def _file_key(path: Path) -> tuple[int, int] | None:
@@ -129,6 +169,7 @@ class ResultIndex:
         self._ids: dict[str, Path] = {}
         self._loaded: OrderedDict[Path, tuple[tuple[int, int] | None, list[VideoResult] | ResultsError]] = OrderedDict()
         self._present: dict[tuple[Path, int, tuple[int, int] | None], np.ndarray] = {}
+        self._outlines: dict[Path, tuple[tuple[int, int] | None, list[dict[str, Any]]]] = {}
         self._lock = threading.RLock()
 
     def add(self, path: Path) -> None:
@@ -196,6 +237,31 @@ class ResultIndex:
             return ReviewState()
         return review_state_of(videos[video_index])
 
+    def _outline(self, path: Path) -> list[dict[str, Any]]:
+        """``video_name``, ``frames``, ``tracks`` and ``categories`` of each video of a result file.
+
+        Read with a plain JSON parse (cached while the file is unchanged): checking every mask of
+        every listed file would make the index of a folder of long results slow. A file whose outline
+        looks wrong is read in full, for the exact error.
+
+        Raises:
+            ResultsError: the file is malformed.
+        """
+        key = _file_key(path)
+        with self._lock:
+            cached = self._outlines.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            outline = _outline_of(json.loads(path.read_bytes()))
+        except (OSError, ValueError):
+            outline = None
+        if outline is None:
+            outline = [_outline_of_video(video) for video in self.read(path)]
+        with self._lock:
+            self._outlines[path] = (key, outline)
+        return outline
+
     def summaries(self) -> list[dict[str, Any]]:
         """One row per video for the index page (name, frames, tracks, categories, date, review state)."""
         rows = []
@@ -203,23 +269,13 @@ class ResultIndex:
             modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
             base: dict[str, Any] = {"file": self.folder.display(path), "modified": modified}
             try:
-                videos = self.read(path)
+                outline = self._outline(path)
             except ResultsError as err:
                 rows.append({**base, "id": None, "error": str(err)})
                 continue
-            for k, video in enumerate(videos):
-                names = sorted({track.category_name for track in video.tracks})
-                rows.append(
-                    {
-                        **base,
-                        "id": f"{self.file_id(path)}-{k}",
-                        "video_name": video.video_name,
-                        "frames": video.num_frames,
-                        "tracks": len(video.tracks),
-                        "categories": names,
-                        "review": self.review_state(path, k).to_dict(),
-                    }
-                )
+            for k, video in enumerate(outline):
+                review = self.review_state(path, k).to_dict()
+                rows.append({**base, **video, "id": f"{self.file_id(path)}-{k}", "review": review})
         return rows
 
     def video(self, result_id: str) -> LoadedVideo:

@@ -64,23 +64,22 @@ function progressCell(run) {
 
 async function loadRuns() {
   const data = await api("/api/runs");
-  runsBody.replaceChildren(
-    ...data.runs
-      .slice()
-      .reverse()
-      .map((run) =>
-        el(
-          "tr",
-          { dataset: { run: run.id, state: run.state } },
-          el("td", {}, run.id),
-          el("td", {}, run.video),
-          el("td", {}, run.classes.join(", ")),
-          el("td", { class: run.state === "failed" ? "bad" : run.state === "done" ? "good" : "" }, run.state, run.error ? `: ${run.error}` : ""),
-          progressCell(run),
-          el("td", {}, run.result_file || ""),
-        ),
+  const rows = data.runs
+    .slice()
+    .reverse()
+    .map((run) =>
+      el(
+        "tr",
+        { dataset: { run: run.id, state: run.state } },
+        el("td", {}, run.id),
+        el("td", {}, run.video),
+        el("td", {}, run.classes.join(", ")),
+        el("td", { class: run.state === "failed" ? "bad" : run.state === "done" ? "good" : "" }, run.state, run.error ? `: ${run.error}` : ""),
+        progressCell(run),
+        el("td", {}, run.result_file || ""),
       ),
-  );
+    );
+  runsBody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, "No runs yet."))]));
   const finished = data.runs.filter((r) => r.state === "done").map((r) => r.id);
   if (finished.some((id) => !knownDone.has(id))) {
     finished.forEach((id) => knownDone.add(id));

@@ -226,7 +226,8 @@ function drawLabels() {
   labelCtx.textBaseline = "bottom";
   for (const [id, box] of state.boxes) {
     const track = state.view.tracks.get(id);
-    const color = cssColor(colorOf(id));
+    const rgb = colorOf(id);
+    const color = cssColor(rgb);
     const x = box[0] * scale;
     const y = box[1] * scale;
     if (id === state.selected) {
@@ -241,7 +242,7 @@ function drawLabels() {
     const left = Math.min(Math.max(0, x), labelCanvas.width - textWidth);
     labelCtx.fillStyle = color;
     labelCtx.fillRect(left, top - textHeight, textWidth, textHeight);
-    labelCtx.fillStyle = "#fff";
+    labelCtx.fillStyle = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 150 ? "#111" : "#fff";
     labelCtx.fillText(text, left + 3 * ratio, top - 2 * ratio);
   }
 }
@@ -312,10 +313,11 @@ function renderEditPanel() {
     document.getElementById(id).disabled = !track || state.info.read_only;
   }
   const mergeInto = document.getElementById("merge-into");
+  const others = track ? [...state.view.tracks.values()].filter((t) => t.track_id !== track.track_id) : [];
   mergeInto.replaceChildren(
-    ...[...state.view.tracks.values()]
-      .filter((t) => !track || t.track_id !== track.track_id)
-      .map((t) => el("option", { value: t.track_id }, `#${t.track_id} ${t.category_name}`)),
+    ...(others.length
+      ? others.map((t) => el("option", { value: t.track_id }, `#${t.track_id} ${t.category_name}`))
+      : [el("option", { value: "" }, "another track…")]),
   );
   document.getElementById("undo").disabled = state.edits.length === 0;
   document.getElementById("edits").replaceChildren(
