@@ -22,7 +22,6 @@ import html
 import json
 import logging
 import os
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,7 +59,6 @@ log = logging.getLogger("ovformer")
 MAX_JSON_BODY = 4 * 1024 * 1024
 #: Default upload limit.
 DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
-_RESULT_ID = re.compile(r"[0-9a-f]{12}-\d{1,6}")
 
 
 @dataclass(frozen=True)
@@ -200,9 +198,14 @@ class Viewer:
                 names.append(name)
         return names
 
+    def locate(self, result_id: str) -> tuple[Path, int]:
+        try:
+            return self.index.locate(result_id)
+        except KeyError:
+            raise _Refused(404, f"no result {result_id!r} (moved or deleted?); go back to the index") from None
+
     def video(self, result_id: str) -> LoadedVideo:
-        if not _RESULT_ID.fullmatch(result_id):
-            raise _Refused(404, f"no result {result_id!r}; go back to the index")
+        self.locate(result_id)
         try:
             return self.index.video(result_id)
         except KeyError:
@@ -316,7 +319,7 @@ def create_app(settings: ViewerSettings) -> FastAPI:
 
     @app.get("/result/{result_id}", include_in_schema=False)
     def result_page(result_id: str) -> HTMLResponse:
-        viewer.video(result_id)  # 404 JSON for an unknown id
+        viewer.locate(result_id)  # 404 JSON for an unknown id; the page itself asks for the result
         return _page("result.html", settings.token, result_id)
 
     @app.get("/api/results")

@@ -171,6 +171,8 @@ class ResultIndex:
         self._present: dict[tuple[Path, int, tuple[int, int] | None], np.ndarray] = {}
         self._outlines: dict[Path, tuple[tuple[int, int] | None, list[dict[str, Any]]]] = {}
         self._lock = threading.RLock()
+        self._file_locks: dict[Path, threading.Lock] = {}
+        self._reader: threading.Thread | None = None
 
     def add(self, path: Path) -> None:
         """List ``path`` too (a result written by a run from the page)."""
@@ -201,26 +203,49 @@ class ResultIndex:
     def read(self, path: Path) -> list[VideoResult]:
         """The videos of a result file (cached while the file is unchanged).
 
+        Requests for other files go on while one is read; requests for the same file wait for it.
+
         Raises:
             ResultsError: the file is malformed.
         """
         key = _file_key(path)
         with self._lock:
-            cached = self._loaded.get(path)
-            if cached is not None and cached[0] == key:
-                self._loaded.move_to_end(path)
-                outcome = cached[1]
-            else:
+            file_lock = self._file_locks.setdefault(path, threading.Lock())
+        with file_lock:
+            with self._lock:
+                cached = self._loaded.get(path)
+                if cached is not None and cached[0] == key:
+                    self._loaded.move_to_end(path)
+            if cached is None or cached[0] != key:
                 try:
-                    outcome = load_results(path)
+                    outcome: list[VideoResult] | ResultsError = load_results(path)
                 except ResultsError as err:
                     outcome = err
-                self._loaded[path] = (key, outcome)
-                while len(self._loaded) > LOADED_FILES_KEPT:
-                    self._loaded.popitem(last=False)
-        if isinstance(outcome, ResultsError):
-            raise outcome
-        return outcome
+                cached = (key, outcome)
+                with self._lock:
+                    self._loaded[path] = cached
+                    while len(self._loaded) > LOADED_FILES_KEPT:
+                        self._loaded.popitem(last=False)
+        if isinstance(cached[1], ResultsError):
+            raise cached[1]
+        return cached[1]
+
+    def read_ahead(self, paths: Sequence[Path]) -> None:
+        """Read (and check) ``paths`` on a background thread, newest first, so their pages open at once."""
+        newest = sorted(paths, key=lambda p: _file_key(p) or (0, 0), reverse=True)[:LOADED_FILES_KEPT]
+
+        def read_all() -> None:
+            for path in newest:
+                try:
+                    self.read(path)
+                except (ResultsError, OSError):
+                    pass  # listed with its error; the page reports it when opened
+
+        with self._lock:
+            if self._reader is not None and self._reader.is_alive():
+                return
+            self._reader = threading.Thread(target=read_all, name="ovformer-view-read-ahead", daemon=True)
+            self._reader.start()
 
     def review_state(self, path: Path, video_index: int) -> ReviewState:
         """The review state of video ``video_index`` of result file ``path``."""
@@ -265,7 +290,8 @@ class ResultIndex:
     def summaries(self) -> list[dict[str, Any]]:
         """One row per video for the index page (name, frames, tracks, categories, date, review state)."""
         rows = []
-        for path in self.result_files():
+        files = self.result_files()
+        for path in files:
             modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
             base: dict[str, Any] = {"file": self.folder.display(path), "modified": modified}
             try:
@@ -276,14 +302,14 @@ class ResultIndex:
             for k, video in enumerate(outline):
                 review = self.review_state(path, k).to_dict()
                 rows.append({**base, **video, "id": f"{self.file_id(path)}-{k}", "review": review})
+        self.read_ahead(files)
         return rows
 
-    def video(self, result_id: str) -> LoadedVideo:
-        """The video behind a page id.
+    def locate(self, result_id: str) -> tuple[Path, int]:
+        """The result file and video position behind a page id, without reading the file.
 
         Raises:
             KeyError: no such id (never listed, or its file is gone).
-            ResultsError: its file is malformed.
         """
         found = re.fullmatch(r"([0-9a-f]{12})-(\d{1,6})", result_id or "")
         if found is None:
@@ -296,7 +322,16 @@ class ResultIndex:
                 path = self._ids.get(found[1])
         if path is None or not path.is_file():
             raise KeyError(result_id)
-        index = int(found[2])
+        return path, int(found[2])
+
+    def video(self, result_id: str) -> LoadedVideo:
+        """The video behind a page id.
+
+        Raises:
+            KeyError: no such id (never listed, or its file is gone).
+            ResultsError: its file is malformed.
+        """
+        path, index = self.locate(result_id)
         videos = self.read(path)
         if index >= len(videos):
             raise KeyError(result_id)

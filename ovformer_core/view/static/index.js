@@ -121,7 +121,7 @@ document.getElementById("run-form").addEventListener("submit", async (event) => 
       json: {
         video: document.getElementById("run-video").value,
         vocabulary: document.getElementById("run-vocabulary").value,
-        model: document.getElementById("run-model").value,
+        model: document.getElementById("run-model").value || undefined, // empty: the server's own model
         threshold: Number(document.getElementById("run-threshold").value),
       },
     });
@@ -137,10 +137,18 @@ async function loadModels() {
   document.getElementById("run-model").replaceChildren(...data.models.map((m) => el("option", { value: m }, m)));
 }
 
+// The model list is asked for only when the run form is used: listing the cached releases loads
+// PyTorch on the server, which would slow the first page of someone who only looks at results.
+let modelsAsked = false;
+document.getElementById("run-form").addEventListener("focusin", () => {
+  if (modelsAsked) return;
+  modelsAsked = true;
+  loadModels().catch((err) => {
+    document.getElementById("run-status").textContent = `no models: ${err.message}`;
+  });
+});
+
 (async () => {
   await Promise.all([loadResults(), loadVideos(document.getElementById("run-video")), loadRuns()]);
   document.body.dataset.ready = "1";
-  await loadModels().catch((err) => {
-    document.getElementById("run-status").textContent = `no models: ${err.message}`;
-  });
 })();
