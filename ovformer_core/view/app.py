@@ -42,7 +42,7 @@ from ovformer_core.errors import (
     ResultsError,
     VideoError,
 )
-from ovformer_core.io.atomic import atomic_path
+from ovformer_core.io.atomic import output_error
 from ovformer_core.io.outputs import is_reviewed_path
 from ovformer_core.io.video import VIDEO_SUFFIXES, open_source
 from ovformer_core.view.access import TOKEN_HEADER, AccessGuard, is_loopback
@@ -386,21 +386,26 @@ def create_app(settings: ViewerSettings) -> FastAPI:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _Refused(413, f"the file is {int(declared) / 1e6:.1f} MB, over the {limit / 1e6:.0f} MB upload limit")
-        target = viewer.folder.upload_target(name)
+        stem, suffix = viewer.folder.upload_name(name)
         received = 0
-        with atomic_path(target) as tmp:
-            with tmp.open("wb") as handle:
-                async for chunk in request.stream():
-                    received += len(chunk)
-                    if received > limit:
-                        raise _Refused(413, f"the upload is over the {limit / 1e6:.0f} MB limit; send a shorter video")
-                    handle.write(chunk)
+        too_large = f"the upload is over the {limit / 1e6:.0f} MB limit; send a shorter video"
+        with viewer.folder.staged_upload() as staged:
+            try:
+                with staged.open("wb") as handle:
+                    async for chunk in request.stream():
+                        received += len(chunk)
+                        if received > limit:
+                            raise _Refused(413, too_large)
+                        handle.write(chunk)
+            except OSError as err:
+                raise output_error(staged.parent, err) or err from None
             if received == 0:
                 raise _Refused(400, "the upload is empty; choose a video file")
             try:
-                await run_in_threadpool(open_source, tmp)
+                await run_in_threadpool(open_source, staged)
             except VideoError:
                 raise _Refused(415, f"{name} is not a video that can be decoded; upload a video file") from None
+            target = viewer.folder.claim_upload(staged, stem, suffix)
         return {"video": viewer.folder.display(target), "bytes": received}
 
     @app.get("/api/runs")

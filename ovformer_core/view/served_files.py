@@ -9,12 +9,15 @@ other folders).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ovformer_core.errors import OVFormerError
+from ovformer_core.errors import OutputError, OVFormerError
+from ovformer_core.io.atomic import output_error
 from ovformer_core.io.video import VIDEO_SUFFIXES
 
 #: Longest path a request may name (characters); anything longer is refused before touching the disk.
@@ -121,14 +124,13 @@ class ServedFolder:
                         return list(found)
         return list(found)
 
-    def upload_target(self, filename: str) -> Path:
-        """A fresh path in ``uploads/`` for a file the browser calls ``filename``.
+    def upload_name(self, filename: str) -> tuple[str, str]:
+        """``(stem, suffix)`` an upload the browser calls ``filename`` is stored under.
 
-        Only the name's last component is kept, reduced to letters, digits, ``.``, ``_`` and ``-``;
-        an existing file is never overwritten (``clip-2.mp4``, ``clip-3.mp4``...).
+        Only the name's last component is kept, reduced to letters, digits, ``_`` and ``-``.
 
         Raises:
-            PathRefused: the name has no video suffix, or ``uploads/`` is not a folder inside the served one.
+            PathRefused: the name has no video suffix.
         """
         base = re.split(r"[\\/]", filename or "")[-1]
         suffix = Path(base).suffix.lower()
@@ -136,16 +138,56 @@ class ServedFolder:
             allowed = ", ".join(sorted(VIDEO_SUFFIXES))
             raise PathRefused(f"{base or 'the file'} is not a video file by its name; upload one of {allowed}")
         stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(base).stem).strip("_")[:_MAX_UPLOAD_STEM] or "upload"
+        return stem, suffix
+
+    @contextlib.contextmanager
+    def staged_upload(self) -> Iterator[Path]:
+        """A hidden temporary file in ``uploads/`` to receive an upload; removed unless claimed.
+
+        Raises:
+            PathRefused: ``uploads/`` is not a plain folder.
+            OutputError: the folder cannot be written.
+        """
         folder = self.root / UPLOAD_FOLDER
         if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
             raise PathRefused(f"{folder} is not a plain folder; remove it so uploads can be stored")
-        folder.mkdir(exist_ok=True)
-        target = folder / f"{stem}{suffix}"
-        number = 2
-        while os.path.lexists(target):
-            target = folder / f"{stem}-{number}{suffix}"
-            number += 1
-        return target
+        try:
+            folder.mkdir(exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=".upload-", suffix=".part", dir=folder)
+        except OSError as err:
+            raise output_error(folder, err) or OutputError(
+                f"cannot store uploads in {folder} ({err.strerror or err}); make it writable"
+            ) from None
+        os.close(handle)
+        staged = Path(name)
+        try:
+            yield staged
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def claim_upload(self, staged: Path, stem: str, suffix: str) -> Path:
+        """Move a complete staged upload to ``uploads/STEM.SUFFIX``, or ``STEM-2``, ``STEM-3``...
+
+        A name is reserved by creating it exclusively before the move, so two uploads of the same
+        name at once never replace each other, nor an existing file.
+        """
+        number = 1
+        while True:
+            target = staged.parent / (f"{stem}{suffix}" if number == 1 else f"{stem}-{number}{suffix}")
+            try:
+                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            except FileExistsError:
+                number += 1
+                continue
+            os.chmod(staged, 0o666 & ~_umask())
+            os.replace(staged, target)
+            return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 __all__ = ["PathRefused", "ServedFolder", "UPLOAD_FOLDER", "is_inside"]

@@ -106,6 +106,16 @@ def test_uploads_are_checked_for_size_and_type(served: Served, server_for, tmp_p
     assert upload("../../walk.mp4", body) == (200, {"video": "uploads/walk.mp4", "bytes": len(body)})
     assert upload("walk.mp4", body)[1]["video"] == "uploads/walk-2.mp4"  # never overwrites
     assert sorted(os.listdir(uploads)) == ["walk-2.mp4", "walk.mp4"]
+    # the same name uploaded four times at once: four files, none replacing another
+    outcomes: list[tuple[int, dict]] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(upload("walk.mp4", body))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(data["video"] for _, data in outcomes) == [f"uploads/walk-{n}.mp4" for n in (3, 4, 5, 6)]
+    assert sorted(os.listdir(uploads)) == sorted(["walk.mp4", *(f"walk-{n}.mp4" for n in range(2, 7))])
+    assert all((uploads / name).read_bytes() == body for name in os.listdir(uploads))
 
 
 def test_malformed_requests_get_one_json_line_and_the_server_goes_on(served: Served, server_for):
