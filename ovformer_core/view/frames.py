@@ -27,6 +27,8 @@ JPEG_QUALITY = 90
 FORWARD_DECODE_LIMIT = 48
 #: Encoded frames kept per source, for stepping back and re-drawing.
 RECENT_FRAMES_KEPT = 64
+#: Frames before the target also encoded when a step back needs a seek (the next steps back are then cached).
+BACKWARD_FRAMES_KEPT = 16
 #: Sources kept open at once.
 OPEN_SOURCES_KEPT = 4
 
@@ -77,22 +79,30 @@ class FrameDecoder:
             self._recent.move_to_end(frame_index)
             return cached
         ahead = frame_index - self._position
+        keep_from = frame_index
         if self._frames is None or ahead <= 0 or ahead > FORWARD_DECODE_LIMIT:
+            if self._frames is not None and ahead <= 0:
+                # Stepping back: the seek decodes from a key frame anyway, so the frames just before
+                # the target are kept too and the next steps back need no seek.
+                keep_from = max(0, frame_index - BACKWARD_FRAMES_KEPT)
             try:
-                self._restart(frame_index)
+                self._restart(keep_from)
             except VideoError:
                 raise VideoError(f"{self.path} has no frame {frame_index}; point the page at the right video") from None
         assert self._frames is not None
         try:
             for index, frame in self._frames:
                 self._position = index
-                if index >= frame_index:
-                    data = encode_jpeg(frame)
-                    self._recent[index] = data
-                    while len(self._recent) > RECENT_FRAMES_KEPT:
-                        self._recent.popitem(last=False)
-                    if index == frame_index:
-                        return data
+                if index < keep_from or (index < frame_index and index in self._recent):
+                    continue
+                data = encode_jpeg(frame)
+                self._recent[index] = data
+                self._recent.move_to_end(index)
+                while len(self._recent) > RECENT_FRAMES_KEPT:
+                    self._recent.popitem(last=False)
+                if index == frame_index:
+                    return data
+                if index > frame_index:
                     break
         except VideoError:
             self.close()
