@@ -254,11 +254,13 @@ def test_a_taken_port_is_one_line(served: Served, server_for):
     assert done.stderr.strip() == f"error: port {port} is in use; pass another with --port (0 picks a free one)"
 
 
-def test_one_result_file_opens_its_page_and_lists_only_itself(served: Served, command_for):
-    server = command_for(served.folder / "clip.json")
+def test_one_result_file_opens_its_page_and_lists_only_itself(served: Served, command_for, weights):
+    model_flags = ["--model", "r50-lvis", "--weights", str(weights["model"]), "--clip-weights", str(weights["clip"])]
+    server = command_for(served.folder / "clip.json", *model_flags)
     assert "/result/" in server.url
     status, data = server.json("/api/results")
     assert [row["video_name"] for row in data["results"]] == ["clip"]
+    assert server.json("/api/models") == (200, {"models": ["r50-lvis"]})
     assert stop_server(server).strip().endswith("stopped")
     assert server.process is not None and server.process.returncode == 0
 
