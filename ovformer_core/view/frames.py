@@ -36,7 +36,8 @@ OPEN_SOURCES_KEPT = 4
 def encode_jpeg(frame: np.ndarray) -> bytes:
     """uint8 RGB ``[H, W, 3]`` -> JPEG bytes."""
     buffer = io.BytesIO()
-    Image.fromarray(frame).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    # 4:4:4 chroma: with the default 4:2:0, colours bleed a pixel across the edges masks are judged on
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     return buffer.getvalue()
 
 

@@ -211,6 +211,8 @@ function fitStage() {
   const cssHeight = Math.max(1, Math.floor(height * scale));
   frameCanvas.style.width = `${cssWidth}px`;
   frameCanvas.style.height = `${cssHeight}px`;
+  // Enlarged a lot, show the real pixels: a mask's edge is judged pixel by pixel.
+  frameCanvas.style.imageRendering = scale >= 2 ? "pixelated" : "auto";
   const ratio = window.devicePixelRatio || 1;
   labelCanvas.width = Math.round(cssWidth * ratio);
   labelCanvas.height = Math.round(cssHeight * ratio);
