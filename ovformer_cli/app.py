@@ -9,6 +9,7 @@ from ovformer_cli.evaluate_cmd import evaluate
 from ovformer_cli.import_cmd import import_annotations
 from ovformer_cli.segment_cmd import export, segment
 from ovformer_cli.train_cmd import train
+from ovformer_cli.view_cmd import view
 from ovformer_cli.vocab_cmd import vocab_encode
 from ovformer_core import __version__
 
@@ -43,6 +44,7 @@ app.command("vocab-encode")(vocab_encode)
 app.command("evaluate")(evaluate)
 app.add_typer(dataset_app, name="dataset")
 app.command("train")(train)
+app.command("view")(view)
 
 
 def main() -> None:

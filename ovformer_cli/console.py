@@ -22,6 +22,7 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ovformer_core.errors import OVFormerError
 
@@ -49,7 +50,8 @@ class Interrupted(KeyboardInterrupt):
 
 def fail(message: str, status: int = EXIT_USER_ERROR) -> typer.Exit:
     """Print ``error: message`` on stderr and return the exit to raise."""
-    stderr.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    # The message is plain text: brackets in it (``ovformer[view]``, ``[0, 1]``) are not rich markup.
+    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(status)
 
 

@@ -120,3 +120,35 @@ def split_results(
         stdout.print(
             f"{len(base)} base results -> {base_out}; {len(novel)} novel results -> {novel_out}", highlight=False
         )
+
+
+@dataset_app.command("from-results")
+@user_errors
+def from_results(
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="Full results (NAME.json, NAME.reviewed.json).", metavar="RESULT.json..."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="New folder for annotations.json and frames/.", metavar="DIR")
+    ],
+    quiet: QuietOption = False,
+) -> None:
+    """Training annotations from results (e.g. corrected in `ovformer view`): DIR/annotations.json + DIR/frames/."""
+    from ovformer_core.io.results import load_results
+    from ovformer_core.train.result_annotations import ANNOTATIONS_FILE, FRAMES_FOLDER, write_training_set
+
+    pairs = []
+    for path in results:
+        for video in load_results(path):
+            source = Path(video.video_path)
+            if not source.is_absolute() and not source.exists():
+                source = path.parent / source
+            pairs.append((video, source))
+    count = write_training_set(pairs, out)
+    if not quiet:
+        stdout.print(
+            f"wrote {count} annotations of {len(pairs)} videos -> {out / ANNOTATIONS_FILE} "
+            f"(frames: {out / FRAMES_FOLDER})",
+            highlight=False,
+        )

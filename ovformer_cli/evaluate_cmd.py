@@ -51,7 +51,13 @@ def metrics_table(result: EvalResult) -> Table:
 def evaluate(
     gt: Annotated[Path, typer.Option("--gt", help="Ground truth in YouTube-VIS format.", metavar="GT.json")],
     results: Annotated[
-        Path, typer.Option("--results", help="Results in YouTube-VIS results format.", metavar="RESULTS.json")
+        Path,
+        typer.Option(
+            "--results",
+            help="Results in YouTube-VIS results format, or a full result of 'ovformer segment' / 'ovformer view' "
+            "(NAME.json, NAME.reviewed.json).",
+            metavar="RESULTS.json",
+        ),
     ],
     benchmark: Annotated[
         BenchmarkChoice,

@@ -31,6 +31,10 @@ class ResultsError(OVFormerError):
     """A results or ground-truth file is malformed."""
 
 
+class ReviewError(OVFormerError):
+    """A correction of a result (rename, delete, merge) cannot be applied or saved."""
+
+
 class OutputError(OVFormerError):
     """An output location cannot be written."""
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ovformer_core.errors import ResultsError
+from ovformer_core.eval.full_results import is_full_result, ytvis_results_of
 from ovformer_core.eval.ground_truth import GroundTruth, is_int
 from ovformer_core.eval.json_files import read_json_file
 from ovformer_core.eval.rle import (
@@ -56,8 +57,13 @@ class Detections:
 
 
 def load_results(source: str | os.PathLike[str] | list[Any]) -> list[Any]:
-    """The results list from a file path, or ``source`` itself when it already is a list."""
+    """The results list from a file path, or ``source`` itself when it already is a list.
+
+    A full ovformer result file (``NAME.json``, ``NAME.reviewed.json``) is read as its YouTube-VIS list.
+    """
     results = read_json_file(source, "results") if isinstance(source, (str, os.PathLike)) else source
+    if is_full_result(results):
+        results = ytvis_results_of(results, str(source) if isinstance(source, (str, os.PathLike)) else "results")
     if not isinstance(results, list):
         raise ResultsError(
             f"results must be a list of per-video predictions, not {type(results).__name__}; "

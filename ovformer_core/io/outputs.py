@@ -25,6 +25,25 @@ from ovformer_core.io.results import VideoResult
 OUTPUT_FORMATS = ("ytvis", "coco", "overlay", "png", "cvat-video", "mots", "datumaro")
 #: What ``missing_outputs`` calls the full result ``NAME.json`` itself.
 RESULT = "result"
+#: Suffix of a reviewed result: ``NAME.json`` corrected in ``ovformer view`` becomes ``NAME.reviewed.json``.
+REVIEWED_SUFFIX = ".reviewed.json"
+
+
+def reviewed_path(result_path: str | os.PathLike[str]) -> Path:
+    """Where the reviewed copy of the full result ``NAME.json`` goes: ``NAME.reviewed.json``, same folder."""
+    path = Path(result_path)
+    return path.with_name(f"{path.name.removesuffix('.json')}{REVIEWED_SUFFIX}")
+
+
+def reviewed_original(path: str | os.PathLike[str]) -> Path:
+    """The original ``NAME.json`` of a reviewed result ``NAME.reviewed.json``."""
+    path = Path(path)
+    return path.with_name(f"{path.name.removesuffix(REVIEWED_SUFFIX)}.json")
+
+
+def is_reviewed_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a reviewed result (``NAME.reviewed.json``)."""
+    return Path(path).name.endswith(REVIEWED_SUFFIX)
 
 
 @dataclass(frozen=True)

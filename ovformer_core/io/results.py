@@ -31,7 +31,7 @@ import numpy as np
 from ovformer_core.errors import ResultsError
 from ovformer_core.io.atomic import write_text_atomic
 from ovformer_core.io.decode_report import DecodeReport
-from ovformer_core.io.rle import Rle, decode_rle, encode_rles, is_valid_rle, rle_area, rle_bbox
+from ovformer_core.io.rle import Rle, decode_rle, encode_rles, invalid_rles, rle_area, rle_bbox
 
 #: ``format`` value of the full ovformer result file, and its schema version.
 RESULT_FORMAT = "ovformer-results"
@@ -240,10 +240,10 @@ def _result_problem(result: VideoResult) -> str | None:
         seen.add(track.track_id)
         if track.num_frames != result.num_frames:
             return f"track {track.track_id} has {track.num_frames} segmentations for {result.num_frames} frames"
-        for t, rle in enumerate(track.segmentations):
-            if rle is None:
-                continue
-            if not is_valid_rle(rle):
+        present = [(t, rle) for t, rle in enumerate(track.segmentations) if rle is not None]
+        malformed = invalid_rles([rle for _, rle in present])  # one pass: results hold 100,000s of masks
+        for (t, rle), bad in zip(present, malformed, strict=True):
+            if bad:
                 return f"track {track.track_id} frame {t} is not a compressed RLE with string counts"
             if list(rle["size"]) != [result.height, result.width]:
                 return (
@@ -270,12 +270,13 @@ def _track_from_dict(data: Any, where: str) -> Track:
     if not isinstance(data, dict):
         raise ResultsError(f"{where}: a track must be an object, got {type(data).__name__}")
     segmentations = _require(data, "segmentations", list, where)
-    for t, rle in enumerate(segmentations):
-        if rle is not None and not is_valid_rle(rle):
-            raise ResultsError(
-                f"{where}: frame {t} is not a well-formed compressed RLE ({{size, counts}}) or null; "
-                "re-run `ovformer segment` to regenerate the file"
-            )
+    present = [t for t, rle in enumerate(segmentations) if rle is not None]
+    malformed = invalid_rles([segmentations[t] for t in present])
+    if malformed.any():
+        raise ResultsError(
+            f"{where}: frame {present[int(np.argmax(malformed))]} is not a well-formed compressed RLE "
+            "({size, counts}) or null; re-run `ovformer segment` to regenerate the file"
+        )
     return Track(
         track_id=_require(data, "track_id", int, where),
         label=_require(data, "label", int, where),

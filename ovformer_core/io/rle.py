@@ -6,6 +6,7 @@ YouTube-VIS and LV-VIS result files (pycocotools itself returns ``counts`` as by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -132,3 +133,72 @@ def is_valid_rle(value: object) -> bool:
         return False
     runs = run_lengths(value["counts"])
     return runs is not None and int(runs.sum()) == size[0] * size[1]
+
+
+def _rle_total(value: object) -> int | None:
+    """``h * w`` of an RLE-shaped dict with a non-empty ASCII ``counts`` string, else None."""
+    if not isinstance(value, dict):
+        return None
+    counts, size = value.get("counts"), value.get("size")
+    if not isinstance(counts, str) or not counts or not counts.isascii():
+        return None
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in size)
+    ):
+        return None
+    return size[0] * size[1]
+
+
+def invalid_rles(values: Sequence[object]) -> np.ndarray:
+    """Which of many values fail ``is_valid_rle``, all parsed in one pass (a result holds 100,000s).
+
+    Same rule as ``is_valid_rle``, without its per-call cost: the strings are joined and their numbers,
+    run lengths and per-string sums computed with array operations over the whole batch.
+
+    Args:
+        values: candidate RLEs (anything).
+
+    Returns:
+        bool ``[N]``: True where ``is_valid_rle(values[i])`` is False.
+    """
+    bad = np.zeros(len(values), dtype=bool)
+    totals = [_rle_total(value) for value in values]
+    kept = [i for i, total in enumerate(totals) if total is not None]
+    bad[[i for i, total in enumerate(totals) if total is None]] = True
+    if not kept:
+        return bad
+    strings = [values[i]["counts"] for i in kept]  # type: ignore[index]
+    lengths = np.fromiter((len(text) for text in strings), dtype=np.int64, count=len(strings))
+    groups = np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
+    last = np.cumsum(lengths) - 1
+    first = last - lengths + 1
+    string_bad = np.logical_or.reduceat((groups < 0) | (groups > 63), first)
+    string_bad |= (groups[last] & 0x20) != 0  # ends inside a number
+    groups = np.where((groups < 0) | (groups > 63), 0, groups)
+    groups[last] &= ~0x20  # no number runs on into the next string
+    ends = np.flatnonzero((groups & 0x20) == 0)
+    starts = np.concatenate([np.zeros(1, dtype=np.int64), ends[:-1] + 1])
+    num_groups = ends - starts + 1
+    position = np.minimum(np.arange(groups.size) - np.repeat(starts, num_groups), 12)
+    numbers = np.add.reduceat((groups & 0x1F) << (5 * position), starts)
+    negative = (groups[ends] & 0x10) != 0
+    numbers[negative] -= np.left_shift(1, 5 * np.minimum(num_groups[negative], 12))
+    owner = np.searchsorted(last, ends)  # string of each number
+    first_number = np.searchsorted(owner, np.arange(len(strings)))
+    string_bad |= np.logical_or.reduceat(num_groups > 12, first_number)
+    k = np.arange(numbers.size) - first_number[owner]  # position of each number in its string
+    runs = numbers.copy()
+    # From the third run on, a number is the difference from the run two places before: a cumulative
+    # sum per string and parity (runs 1, 3, 5... and runs 2, 4, 6...; run 0 stands alone).
+    for parity, lowest in ((1, 1), (0, 2)):
+        member = (k % 2 == parity) & (k >= lowest)
+        running = np.cumsum(np.where(member, numbers, 0))
+        before = np.where(first_number > 0, running[first_number - 1], 0)
+        runs[member] = (running - before[owner])[member]
+    string_bad |= np.logical_or.reduceat(runs < 0, first_number)
+    sums = np.add.reduceat(runs, first_number)
+    string_bad |= sums != np.asarray([totals[i] for i in kept], dtype=np.int64)
+    bad[kept] = string_bad
+    return bad

@@ -28,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 
 from ovformer_core.errors import TrainingError
+from ovformer_core.io.results import RESULT_FORMAT
 from ovformer_core.io.rle import decode_rle, is_valid_rle
 
 #: One frame's mask: COCO polygons, or an RLE (compressed ``str`` counts or uncompressed ``list`` counts).
@@ -359,6 +360,12 @@ def read_train_dataset(
     json_path, root = Path(json_path), Path(root)
     where = str(json_path)
     data = _read_json(json_path)
+    if data.get("format") == RESULT_FORMAT:
+        raise TrainingError(
+            f"{where} is an ovformer result, not training annotations; make them with "
+            f"`ovformer dataset from-results {json_path} --out DIR` and train on DIR/annotations.json with "
+            "data.train_root DIR/frames"
+        )
     category_ids, category_names = _read_categories(data, where)
     idx_of = {cat_id: idx for idx, cat_id in enumerate(category_ids)}
     if "videos" in data:

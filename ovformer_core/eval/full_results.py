@@ -1,0 +1,49 @@
+"""Full ovformer result files (``NAME.json``, ``NAME.reviewed.json``) given where YouTube-VIS results are read.
+
+``ovformer segment`` writes the full result; ``ovformer view`` writes its reviewed copy in the same
+format. The evaluator reads YouTube-VIS results lists, so such a document is turned into one: an entry
+per track, one segmentation per frame. Only results of every frame qualify (the evaluators index
+segmentations by the dataset's frames); a result made with a stride or a start time is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeGuard
+
+from ovformer_core.errors import ResultsError
+from ovformer_core.io.results import RESULT_FORMAT, RESULT_VERSION, VideoResult, ytvis_entries
+
+
+def is_full_result(document: Any) -> TypeGuard[dict[str, Any]]:
+    """Whether a parsed JSON document is a full ovformer result (``{"format": "ovformer-results", ...}``)."""
+    return isinstance(document, dict) and document.get("format") == RESULT_FORMAT
+
+
+def ytvis_results_of(document: dict[str, Any], where: str = "results") -> list[dict[str, Any]]:
+    """The YouTube-VIS results list of a full ovformer result document (all its videos).
+
+    Args:
+        document: the parsed file (``is_full_result``).
+        where: names the file in errors.
+
+    Raises:
+        ResultsError: another format version, a malformed video, or a video not segmented on every frame.
+    """
+    if document.get("version") != RESULT_VERSION:
+        raise ResultsError(
+            f"{where} has result format version {document.get('version')!r}, this ovformer reads version "
+            f"{RESULT_VERSION}; re-run `ovformer segment` or upgrade ovformer"
+        )
+    videos = document.get("videos")
+    if not isinstance(videos, list):
+        raise ResultsError(f"{where} has no 'videos' list; pass a file written by `ovformer segment`")
+    entries: list[dict[str, Any]] = []
+    for i, data in enumerate(videos):
+        video = VideoResult.from_dict(data, f"{where} video {i}")
+        if video.frame_indices != list(range(video.num_frames)):
+            raise ResultsError(
+                f"{where}: video {video.video_name} was segmented on frames {video.frame_indices[:3]}..., not on "
+                "every frame from the first; evaluate a result made without --stride, --start or --end"
+            )
+        entries.extend(ytvis_entries(video, extra_keys=False))
+    return entries
