@@ -301,11 +301,13 @@ def segment(
             assert result.decode is not None
             summary["incomplete"].append(str(spec.path))
             if not quiet:
-                stderr.print(f"warning: {spec.path}: incomplete: {result.decode.summary()}", highlight=False)
+                stderr.print(
+                    f"warning: {spec.path}: incomplete: {result.decode.summary()}", highlight=False, markup=False
+                )
         if not quiet and not json_summary:
             stdout.print(summary_table(result))
             rate = result.num_frames / max(seconds, 1e-9)
-            stdout.print(f"wrote {paths.result} ({rate:.1f} frames/s)", highlight=False)
+            stdout.print(f"wrote {paths.result} ({rate:.1f} frames/s)", highlight=False, markup=False)
     if not quiet and summary["skipped"] and not json_summary:
         stderr.print(f"skipped {len(summary['skipped'])} input(s) whose outputs all exist", highlight=False)
     if json_summary:
@@ -315,7 +317,7 @@ def segment(
             total = len(specs) + len(unresolved)
             stderr.print(f"[bold red]{len(summary['failed'])} of {total} inputs failed:[/]")
             for failure in summary["failed"]:
-                stderr.print(f"  {failure_line(failure['input'], failure['error'])}", highlight=False)
+                stderr.print(f"  {failure_line(failure['input'], failure['error'])}", highlight=False, markup=False)
         raise typer.Exit(EXIT_SOME_FAILED)
     if summary["incomplete"]:
         if not quiet:
@@ -401,7 +403,11 @@ def run_split(
         if rank == 0:
             count = merge_parts(data, results_path)
             if not quiet:
-                stdout.print(f"wrote {results_path} ({count} results for {len(data.videos)} videos)", highlight=False)
+                stdout.print(
+                    f"wrote {results_path} ({count} results for {len(data.videos)} videos)",
+                    highlight=False,
+                    markup=False,
+                )
     finally:
         if distributed:
             dist.destroy_process_group()
@@ -434,7 +440,7 @@ def export(
     write_outputs(result, formats, paths, video)
     if not quiet:
         for output in formats:
-            stdout.print(f"wrote {paths.of(output)}", highlight=False)
+            stdout.print(f"wrote {paths.of(output)}", highlight=False, markup=False)
 
 
 __all__ = ["segment", "export", "EXIT_USER_ERROR"]
