@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from ovformer_cli.console import stdout, user_errors
-from ovformer_core.io.track_dataset import DEFAULT_FRAME_PATTERN
 
 
 class AnnotationFormat(str, Enum):
@@ -42,20 +41,27 @@ def import_annotations(
         ),
     ] = None,
     frame_pattern: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--frame-pattern",
-            help="file_names of the frames, relative to the training frame root: {video} and {frame} (source number).",
+            help="file_names of the frames, relative to the training frame root: {video} and {frame} (source "
+            "number); default {video}/{frame:06d}.jpg.",
         ),
-    ] = DEFAULT_FRAME_PATTERN,
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Read tracks corrected in an annotation tool back into a dataset for `evaluate --gt` and `train`."""
     from ovformer_core.io.annotation_formats import read_annotations
     from ovformer_core.io.atomic import write_text_atomic
-    from ovformer_core.io.track_dataset import check_frame_pattern, dataset_document, merge_vocabulary
+    from ovformer_core.io.track_dataset import (
+        DEFAULT_FRAME_PATTERN,
+        check_frame_pattern,
+        dataset_document,
+        merge_vocabulary,
+    )
     from ovformer_core.vocab import read_classes
 
+    frame_pattern = frame_pattern if frame_pattern is not None else DEFAULT_FRAME_PATTERN
     check_frame_pattern(frame_pattern)
     classes = read_classes(vocab) if vocab is not None else None
     results = []
