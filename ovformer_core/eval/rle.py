@@ -1,8 +1,8 @@
 """Per-frame masks of many tracks, stored flat, and the checks that make pycocotools safe to call on them.
 
-pycocotools' C code trusts its input: a compressed ``counts`` string that ends in the middle of a number
-makes it read past the end of the string, and characters outside its alphabet silently become garbage
-run lengths. Everything that reaches ``pycocotools.mask`` from here has been checked first.
+pycocotools' C code trusts its input (see ``ovformer_core.io.rle.first_bad_rle``, the one checker of
+compressed counts). Everything that reaches ``pycocotools.mask`` from here has been checked first:
+structure and size per mask here, the counts strings of all masks at once by the caller.
 """
 
 from __future__ import annotations
@@ -16,12 +16,6 @@ from pycocotools import mask as mask_utils
 
 #: A COCO run-length encoding: ``{"size": [height, width], "counts": str or bytes}`` (compressed).
 Rle = dict[str, Any]
-
-# Compressed counts use 6-bit groups stored as chr(48 + value): '0' (48) .. 'o' (111); bit 0x20 of a
-# group means "the number continues" (pycocotools maskApi.c, rleToString / rleFrString).
-_FIRST_CHAR = 48
-_LAST_CHAR = 48 + 63
-_CONTINUE_BIT = 0x20
 
 
 class SegmentationError(ValueError):
@@ -83,7 +77,7 @@ def normalise_track(segs: list[Any], height: int, width: int, allow_polygons: bo
 
     The usual track, all compressed RLEs with str counts of the right size, is checked with a few
     C-speed list operations and its dicts are kept as they are (pycocotools reads str counts; the
-    characters are checked in bulk by ``first_bad_counts``).
+    strings are checked in bulk by ``first_bad_rle``).
 
     Raises:
         SegmentationError: message starting with ``frame <f>``.
@@ -104,54 +98,6 @@ def normalise_track(segs: list[Any], height: int, width: int, allow_polygons: bo
         assert rle is not None  # only falsy segmentations mean "absent"
         rles.append(rle)
     return rles, frames
-
-
-def _join_counts(counts: Sequence[bytes | str]) -> tuple[bytes, np.ndarray] | int:
-    """All strings joined as ASCII bytes plus their lengths, or the index of a non-ASCII string."""
-    lengths = np.fromiter(map(len, counts), dtype=np.int64, count=len(counts))
-    kinds = set(map(type, counts))
-    if kinds == {str}:
-        joined_text = "".join(counts)  # type: ignore[arg-type]
-        if not joined_text.isascii():
-            first = next(i for i, c in enumerate(joined_text) if ord(c) > 127)
-            return int(np.searchsorted(np.cumsum(lengths), first, side="right"))
-        return joined_text.encode("ascii"), lengths
-    if kinds == {bytes}:
-        return b"".join(counts), lengths  # type: ignore[arg-type]
-    parts: list[bytes] = []
-    for i, c in enumerate(counts):
-        if isinstance(c, str):
-            if not c.isascii():
-                return i
-            c = c.encode("ascii")
-        parts.append(c)
-    return b"".join(parts), np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
-
-
-def first_bad_counts(counts: Sequence[bytes | str]) -> int:
-    """Index of the first compressed ``counts`` string pycocotools cannot read safely, or -1.
-
-    Checks every character against the alphabet and that no string stops inside a number. Vectorised:
-    one pass over all strings joined.
-    """
-    if not counts:
-        return -1
-    joined = _join_counts(counts)
-    if isinstance(joined, int):
-        return joined
-    data, lengths = joined
-    # value = char - 48, wrapping below '0' to >= 208: one comparison finds every out-of-alphabet char.
-    values = np.frombuffer(data, dtype=np.uint8) - np.uint8(_FIRST_CHAR)
-    ends = np.cumsum(lengths)
-    last_char = ends[lengths > 0] - 1
-    bad = np.zeros(0, dtype=np.int64)
-    if (values > _LAST_CHAR - _FIRST_CHAR).any():
-        bad = np.flatnonzero(values > _LAST_CHAR - _FIRST_CHAR)[:1]
-    cut_off = last_char[(values[last_char] & _CONTINUE_BIT) != 0]
-    candidates = np.concatenate([bad, cut_off[:1]])
-    if candidates.size == 0:
-        return -1
-    return int(np.searchsorted(ends, candidates.min(), side="right"))
 
 
 # pycocotools' ``area`` builds a scratch ``np.array((n,), dtype=np.uint8)``, which overflows under

@@ -72,7 +72,7 @@ BAD_RESULTS = {
     "RLE with more pixels than the frame": (
         # runs 0, 1000: a 1000-pixel foreground run in a 600-pixel frame
         _frame(1, 0, {"size": [20, 30], "counts": "0Xo0"}),
-        ["results entry 1", "frame 0", "bad RLE", "more than the frame"],
+        ["results entry 1", "frame 0", "bad RLE", "run of 1000 pixels, more than the mask's 600"],
     ),
     "polygon": (_frame(0, 0, [[1.0, 1.0, 5.0, 1.0, 5.0, 5.0]]), ["results entry 0", "frame 0", "polygon"]),
     "entry not an object": (lambda results: results.__setitem__(1, [1, 2]), ["results entry 1", "not an object"]),
