@@ -211,6 +211,37 @@ class Vocabulary:
         return cls(names, synonyms, templates, clip_model_id, embeddings)
 
 
+def clip_weights_key(clip_model_id: str) -> str:
+    """The content part of a CLIP identity ``<file name>#<fingerprint>[+gelu]`` (see ``TextEncoderFactory``).
+
+    Two identities with the same key name the same weights: a renamed or moved copy keeps its key.
+    """
+    return clip_model_id.rpartition("#")[2]
+
+
+def check_vocabulary_clip(vocabulary: Vocabulary, clip_model_id: str, source: str, clip_weights: str) -> None:
+    """Refuse a vocabulary encoded by another CLIP text tower than the one in use.
+
+    Embeddings of another CLIP live in another space: the classifier would silently compare frames with
+    meaningless text vectors.
+
+    Args:
+        vocabulary: the loaded vocabulary.
+        clip_model_id: identity of the text tower in use (``TextEncoderFactory.identity``).
+        source: names the vocabulary in the message (its file, usually).
+        clip_weights: path of the weights in use, for the re-encoding command in the message.
+
+    Raises:
+        VocabularyError: the fingerprints differ.
+    """
+    if clip_weights_key(vocabulary.clip_model_id) != clip_weights_key(clip_model_id):
+        raise VocabularyError(
+            f"{source} was encoded with other CLIP weights ({vocabulary.clip_model_id}) than the model uses "
+            f"({clip_model_id}); re-encode it: "
+            f"ovformer vocab-encode {source} -o NEW.vocab --clip-weights {clip_weights}"
+        )
+
+
 def parse_vocabulary_text(text: str, source: str = "vocabulary") -> list[tuple[str, ...]]:
     """Parse the text-file format (see module docstring) into classes.
 

@@ -20,7 +20,10 @@ from typer.testing import CliRunner
 
 from ovformer_cli.app import app
 from ovformer_core.io.results import write_result_json
-from tests.conftest import random_result, synthetic_frame, write_image
+from ovformer_core.model.clip import ClipTextEncoderFactory
+from ovformer_core.vocab import load_vocabulary
+from tests.clip_fixtures import save_safetensors, tiny_clip
+from tests.conftest import random_result, synthetic_frame, write_image, write_video
 from tests.eval.eval_cases import EVAL_CASES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,3 +216,27 @@ def test_segment_dataset_refuses_escaping_names_and_duplicate_ids(
     )  # fmt: skip
     assert_refused(done, expected)
     assert not out.exists()
+
+
+def test_segment_refuses_a_vocabulary_of_other_clip_weights(tmp_path: Path, weights: dict[str, Path]) -> None:
+    other_clip = save_safetensors(tiny_clip(seed=5), tmp_path / "other-clip.safetensors")
+    foreign = tmp_path / "foreign.vocab"
+    load_vocabulary("person,dog", ClipTextEncoderFactory(other_clip)).save(foreign)
+    write_video(tmp_path / "clip.mp4", num_frames=3, height=40, width=56)
+    out = tmp_path / "out"
+    args = [
+        "segment", tmp_path / "clip.mp4", "--vocab", foreign, "--weights", weights["model"],
+        "--clip-weights", weights["clip"], "--device", "cpu", "--min-size", "64", "-o", out, "--quiet",
+    ]  # fmt: skip
+    line = assert_refused(run_cli(*args, home=tmp_path / "home"), f"{foreign} was encoded with other CLIP weights")
+    assert f"re-encode it: ovformer vocab-encode {foreign} -o NEW.vocab --clip-weights {weights['clip']}" in line
+    assert not out.exists() or list(out.iterdir()) == []
+
+    # The same weights under another name are the same text tower: accepted.
+    renamed = shutil.copy(weights["clip"], tmp_path / "renamed-clip.safetensors")
+    own = tmp_path / "own.vocab"
+    load_vocabulary("person,dog", ClipTextEncoderFactory(Path(renamed))).save(own)
+    args[args.index("--vocab") + 1] = own
+    done = run_cli(*args, home=tmp_path / "home", fresh_process=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "clip.json").is_file()
