@@ -38,7 +38,7 @@ from torch import Tensor
 from ovformer_core.errors import OutputError, VocabularyError
 from ovformer_core.io.atomic import atomic_path
 from ovformer_core.io.dataset_json import check_ids
-from ovformer_core.io.json_input import parse_json_text, read_json
+from ovformer_core.io.json_input import brief, parse_json_text, read_json
 from ovformer_core.io.paths import check_input_path, input_path_problem
 from ovformer_core.io.precomputed import first_line
 from ovformer_core.weights import ovformer_home
@@ -304,7 +304,7 @@ def check_classes(classes: Sequence[Sequence[str]], source: str = "vocabulary") 
             key = name.casefold()
             if key in seen:
                 raise VocabularyError(
-                    f"{source}: name {name!r} appears twice (classes {seen[key] + 1} and {index + 1}); keep one"
+                    f"{source}: name {brief(name)} appears twice (classes {seen[key] + 1} and {index + 1}); keep one"
                 )
             seen[key] = index
 
@@ -334,7 +334,7 @@ def check_templates(templates: Sequence[str], source: str = "templates") -> None
     for template in templates:
         if template.count("{}") != 1 or template.count("{") != 1 or template.count("}") != 1:
             raise VocabularyError(
-                f"{source}: template {template!r} must contain '{{}}' exactly once for the class name"
+                f"{source}: template {brief(template)} must contain '{{}}' exactly once for the class name"
             )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import numpy as np
 from ovformer_core.errors import ResultsError
 from ovformer_core.eval.rle import FlatMasks, Rle, SegmentationError, normalise_track, rle_areas
 from ovformer_core.io.dataset_json import check_dataset, is_id
-from ovformer_core.io.json_input import brief, read_json
+from ovformer_core.io.json_input import brief, finite_float, read_json
 from ovformer_core.io.rle import first_bad_rle
 
 #: Prefix of every ground-truth error.
@@ -141,7 +140,7 @@ def load_ground_truth(source: str | os.PathLike[str] | Mapping[str, Any]) -> Gro
             )
         areas = ann.get("areas")
         if areas is not None and (
-            not isinstance(areas, list) or not all(a is None or isinstance(a, numbers.Real) for a in areas)
+            not isinstance(areas, list) or not all(a is None or finite_float(a) is not None for a in areas)
         ):
             raise _fail(f"annotations[{i}] (id {ann['id']}) 'areas' must be a list of numbers or nulls")
         try:

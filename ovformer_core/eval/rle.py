@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ovformer_core.io.json_input import brief
+from ovformer_core.io.rle import polygon_problem
+
 #: A COCO run-length encoding: ``{"size": [height, width], "counts": str or bytes}`` (compressed).
 Rle = dict[str, Any]
 
@@ -39,6 +42,9 @@ def normalise_segmentation(seg: Any, height: int, width: int, allow_polygons: bo
             raise SegmentationError("is a polygon; results must be RLE masks")
         if not all(isinstance(p, list) and len(p) >= 6 for p in seg):
             raise SegmentationError("is not a valid polygon list")
+        problem = polygon_problem(seg, height, width)
+        if problem is not None:
+            raise SegmentationError(problem)
         return mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
     if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
         raise SegmentationError("is not an RLE (a dict with 'size' and 'counts')")
@@ -48,7 +54,7 @@ def normalise_segmentation(seg: Any, height: int, width: int, allow_polygons: bo
         or len(size) != 2
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
     ):
-        raise SegmentationError(f"has a bad RLE 'size' {size!r}; expected [height, width]")
+        raise SegmentationError(f"has a bad RLE 'size' {brief(size)}; expected [height, width]")
     if size[0] != height or size[1] != width:
         raise SegmentationError(
             f"has mask size {size[0]}x{size[1]} but the video is {height}x{width}; masks must have the video's size"

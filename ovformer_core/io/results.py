@@ -405,7 +405,7 @@ def load_results(path: str | os.PathLike[str]) -> list[VideoResult]:
         raise ResultsError(f"{path} is not an ovformer result file; pass a file written by `ovformer segment`")
     if data.get("version") != RESULT_VERSION:
         raise ResultsError(
-            f"{path} has result format version {data.get('version')!r}, this ovformer reads version "
+            f"{path} has result format version {brief(data.get('version'))}, this ovformer reads version "
             f"{RESULT_VERSION}; re-run `ovformer segment` or upgrade ovformer"
         )
     videos = _get(data, "videos", str(path))

@@ -21,7 +21,7 @@ from ovformer_core.config import (
     swinb_config,
 )
 from ovformer_core.errors import TrainingError
-from ovformer_core.io.json_input import read_json
+from ovformer_core.io.json_input import brief, read_json
 from ovformer_core.io.paths import input_path_problem
 from ovformer_core.train.augment import ImageAugmentConfig, VideoAugmentConfig
 from ovformer_core.train.criterion import LossConfig
@@ -183,7 +183,7 @@ def config_from_overrides(overrides: dict[str, Any]) -> TrainConfig:
     overrides = dict(overrides)
     name = overrides.pop("recipe", "r50-lvvis")
     if not isinstance(name, str):
-        raise TrainingError(f"'recipe' must be one of {', '.join(RECIPES)}, got {name!r}")
+        raise TrainingError(f"'recipe' must be one of {', '.join(RECIPES)}, got {brief(name)}")
     merged = _merge(recipe(name).to_dict(), overrides, "config")
     try:
         return TrainConfig.from_dict(merged)

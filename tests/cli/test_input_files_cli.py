@@ -109,7 +109,7 @@ def test_export_refuses_bad_result_files(tmp_path: Path, case: str) -> None:
 
 
 def _short_runs(results: list) -> list:
-    # A well-formed RLE of 30 pixels where the frame has 20 x 30: pycocotools would read uninitialised memory.
+    # A well-formed RLE of 29 pixels for a frame of many more: pycocotools would read uninitialised memory.
     results[2]["segmentations"][0] = {"size": results[2]["segmentations"][0]["size"], "counts": "0m0"}
     return results
 
