@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from ovformer_core.errors import ResultsError
-from ovformer_core.eval.rle import FlatMasks, Rle, SegmentationError, normalise_track, rle_areas
+from ovformer_core.eval.rle import FlatMasks, Rle, SegmentationError, normalise_track
 from ovformer_core.io.dataset_json import check_dataset, is_id
 from ovformer_core.io.json_input import brief, finite_float, read_json
-from ovformer_core.io.rle import first_bad_rle
+from ovformer_core.io.rle import scan_rles
 
 #: Prefix of every ground-truth error.
 WHERE = "ground truth"
@@ -158,14 +158,15 @@ def load_ground_truth(source: str | os.PathLike[str] | Mapping[str, Any]) -> Gro
 
     track_owner = np.repeat(np.arange(len(track_ids)), np.diff(track_start))
     pixels = (heights * widths)[np.array(track_video, dtype=np.int64)][track_owner]
-    bad = first_bad_rle([rle["counts"] for rle in rles], pixels)
-    if bad is not None:
+    scan = scan_rles([rle["counts"] for rle in rles], pixels)
+    if scan.problem is not None:
+        bad = scan.problem
         track = int(track_owner[bad.index])
         raise _fail(f"annotation id {track_ids[track]} frame {frames[bad.index]} has a bad RLE: {bad.reason}")
     masks = FlatMasks(
         rles=rles,
         frame=np.array(frames, dtype=np.int64),
-        area=rle_areas(rles),
+        area=scan.areas,
         track_start=np.array(track_start, dtype=np.int64),
     )
     return GroundTruth(

@@ -16,10 +16,10 @@ import numpy as np
 
 from ovformer_core.errors import ResultsError
 from ovformer_core.eval.ground_truth import GroundTruth
-from ovformer_core.eval.rle import FlatMasks, Rle, SegmentationError, normalise_track, rle_areas
+from ovformer_core.eval.rle import FlatMasks, Rle, SegmentationError, normalise_track
 from ovformer_core.io.dataset_json import is_id
 from ovformer_core.io.json_input import brief, finite_float, read_json
-from ovformer_core.io.rle import first_bad_rle
+from ovformer_core.io.rle import scan_rles
 
 _RESULT_KEYS = ("video_id", "category_id", "score", "segmentations")
 
@@ -154,7 +154,7 @@ def check_results(results: list[Any], gt: GroundTruth) -> Detections:
 def _checked_areas(
     rles: list[Rle], frames: list[int], track_start: list[int], file_index: list[int], track_pixels: np.ndarray
 ) -> np.ndarray:
-    """Pixel counts of ``rles`` (int64 ``[E]``) once their counts strings are known to be safe.
+    """Pixel counts of ``rles`` (int64 ``[E]``), measured while their counts strings are checked.
 
     Args:
         rles, frames: masks and their frame indices, track after track (``track_start`` offsets).
@@ -167,7 +167,8 @@ def _checked_areas(
     """
     starts = np.asarray(track_start, dtype=np.int64)
     owner = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
-    bad = first_bad_rle([rle["counts"] for rle in rles], np.asarray(track_pixels, dtype=np.int64)[owner])
-    if bad is not None:
+    scan = scan_rles([rle["counts"] for rle in rles], np.asarray(track_pixels, dtype=np.int64)[owner])
+    if scan.problem is not None:
+        bad = scan.problem
         raise _entry_error(file_index[owner[bad.index]], f"frame {frames[bad.index]} has a bad RLE: {bad.reason}")
-    return rle_areas(rles)
+    return scan.areas

@@ -7,7 +7,6 @@ structure and size per mask here, the counts strings of all masks at once by the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,20 +103,6 @@ def normalise_track(segs: list[Any], height: int, width: int, allow_polygons: bo
         assert rle is not None  # only falsy segmentations mean "absent"
         rles.append(rle)
     return rles, frames
-
-
-# pycocotools' ``area`` builds a scratch ``np.array((n,), dtype=np.uint8)``, which overflows under
-# numpy 2 once a call holds more than 255 masks; calls are split below that.
-_AREA_CHUNK = 255
-
-
-def rle_areas(rles: Sequence[Rle]) -> np.ndarray:
-    """Pixel counts of ``rles`` (pycocotools ``area``), int64 ``[N]``."""
-    areas = np.zeros(len(rles), dtype=np.int64)
-    for start in range(0, len(rles), _AREA_CHUNK):
-        chunk = list(rles[start : start + _AREA_CHUNK])
-        areas[start : start + len(chunk)] = mask_utils.area(chunk)
-    return areas
 
 
 @dataclass(frozen=True)

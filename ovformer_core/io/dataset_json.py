@@ -36,6 +36,8 @@ _PATH_SEPARATORS = re.compile(r"[/\\]")
 
 def is_id(value: Any) -> bool:
     """True for an integer (Python or numpy, not a bool) in int64 range."""
+    if type(value) is int:  # the usual case, without the slower abstract-class check below
+        return -MAX_ID - 1 <= value <= MAX_ID
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and -MAX_ID - 1 <= int(value) <= MAX_ID
 
 
@@ -48,6 +50,8 @@ def file_name_problem(name: Any) -> str | None:
     """
     if not isinstance(name, str) or not name:
         return f"{brief(name)} is not a file name"
+    if ".." not in name and ":" not in name and "\x00" not in name and name[0] not in "/\\":
+        return None  # the usual case: nothing below can apply
     if "\x00" in name:
         return f"{brief(name)} contains a NUL byte"
     if os.path.isabs(name) or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):

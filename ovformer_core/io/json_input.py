@@ -51,6 +51,8 @@ def finite_float(value: Any) -> float | None:
     JSON integers can have thousands of digits; ``float()`` of those raises, so every number read from
     a user's file goes through here before arithmetic.
     """
+    if type(value) is float:  # the usual case, without the slower abstract-class checks below
+        return value if math.isfinite(value) else None
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         return None
     try:

@@ -198,8 +198,26 @@ def _parse_runs(groups: np.ndarray, char_end: np.ndarray) -> tuple[np.ndarray, n
     return runs, run_end, overlong
 
 
-def _check_chunk(data: bytes, lengths: np.ndarray, pixels: np.ndarray) -> RleProblem | None:
-    """``first_bad_rle`` of one chunk (indices local to it)."""
+def _string_sums(runs: np.ndarray, run_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per string: the sum of all its runs and of its foreground (odd) runs, int64 ``[N]`` each."""
+    per_string = np.diff(run_end, prepend=0)
+    first = run_end - per_string
+    sums = []
+    for parity in (0, 1):
+        # This parity's runs of string s are runs[parity::2][low[s]:high[s]]; strings follow each other.
+        low, high = (first + 1 - parity) // 2, (run_end + 1 - parity) // 2
+        total = np.zeros(run_end.size, dtype=np.int64)
+        has = high > low
+        if has.any():
+            total[has] = np.add.reduceat(runs[parity::2], low[has], dtype=np.int64)
+        sums.append(total)
+    # Run j of a string is foreground when j is odd, i.e. when its global parity differs from first's.
+    foreground = np.where(first % 2 == 0, sums[1], sums[0])
+    return sums[0] + sums[1], foreground
+
+
+def _check_chunk(data: bytes, lengths: np.ndarray, pixels: np.ndarray, areas: np.ndarray) -> RleProblem | None:
+    """``scan_rles`` of one chunk (indices local to it); writes the foreground areas into ``areas``."""
     count = lengths.size
     char_end = np.cumsum(lengths)
     groups = np.frombuffer(data, dtype=np.uint8) - np.uint8(_FIRST_CHAR)  # below '0' wraps to >= 208
@@ -217,15 +235,11 @@ def _check_chunk(data: bytes, lengths: np.ndarray, pixels: np.ndarray) -> RlePro
         string = int(np.searchsorted(run_end, overlong, side="right"))
         found.append((string, "its 'counts' string has a number of more than 12 characters"))
     # Runs are unsigned, so a string whose runs add up to its pixel count has none longer than it.
-    per_string = np.diff(run_end, prepend=0)
-    covered = np.zeros(count, dtype=np.int64)
-    has_runs = per_string > 0
-    if has_runs.any():
-        covered[has_runs] = np.add.reduceat(runs, (run_end - per_string)[has_runs], dtype=np.int64)
+    covered, areas[:] = _string_sums(runs, run_end)
     wrong_sum = np.flatnonzero(covered != pixels)[:1]
     if wrong_sum.size:
         string = int(wrong_sum[0])
-        own = runs[run_end[string] - per_string[string] : run_end[string]]
+        own = runs[run_end[string - 1] if string else 0 : run_end[string]]
         largest = int(own.max()) if own.size else 0
         if largest >= 2**31:  # pycocotools wrote a negative difference here; as a count it wraps
             reason = "it has a negative run length"
@@ -240,8 +254,22 @@ def _check_chunk(data: bytes, lengths: np.ndarray, pixels: np.ndarray) -> RlePro
     return next(RleProblem(index, reason) for index, reason in found if index == first)
 
 
-def first_bad_rle(counts: Sequence[bytes | str], pixels: int | np.ndarray) -> RleProblem | None:
-    """The first compressed ``counts`` string that pycocotools cannot decode exactly, or None.
+@dataclass(frozen=True)
+class RleScan:
+    """What ``scan_rles`` found.
+
+    Attributes:
+        problem: the first bad string, or None.
+        areas: int64 ``[N]`` foreground pixels of every string (pycocotools ``area``); meaningful only
+            when ``problem`` is None.
+    """
+
+    problem: RleProblem | None
+    areas: np.ndarray
+
+
+def scan_rles(counts: Sequence[bytes | str], pixels: int | np.ndarray) -> RleScan:
+    """Check compressed ``counts`` strings the way pycocotools will read them, and measure their areas.
 
     pycocotools' C decoder trusts its input: a string cut off inside a number reads past its end,
     characters outside the alphabet become garbage run lengths, and runs that add up to less than
@@ -249,21 +277,23 @@ def first_bad_rle(counts: Sequence[bytes | str], pixels: int | np.ndarray) -> Rl
     good when every character is in the alphabet, it does not end inside a number, no number has more
     than 12 groups, and its runs, read exactly as pycocotools reads them (32-bit unsigned counts), add
     up to exactly its mask's pixel count (so none is "negative", i.e. 2**31 or more). Vectorised: the
-    strings are joined and parsed in a few numpy passes, about 128 K characters at a time.
+    strings are joined and parsed in a few numpy passes, about 128 K characters at a time. The runs
+    parsed on the way give the areas too, so callers need no pycocotools ``area`` pass of their own.
 
     Args:
         counts: N compressed counts strings (str or bytes).
         pixels: ``h * w`` of every mask (int), or int ``[N]`` one per string.
 
     Returns:
-        The first bad string's index and what is wrong with it, or None when all are good.
+        The first bad string's index and what is wrong with it (or None), and the areas.
     """
+    areas = np.zeros(len(counts), dtype=np.int64)
     if not counts:
-        return None
+        return RleScan(None, areas)
     pixel_counts = np.broadcast_to(np.asarray(pixels, dtype=np.int64), (len(counts),))
     joined = _join_counts(counts)
     if isinstance(joined, int):
-        return RleProblem(joined, "its 'counts' string is not ASCII")
+        return RleScan(RleProblem(joined, "its 'counts' string is not ASCII"), areas)
     data, lengths = joined
     char_end = np.cumsum(lengths)
     chunk_start, char_start = 0, 0
@@ -272,12 +302,23 @@ def first_bad_rle(counts: Sequence[bytes | str], pixels: int | np.ndarray) -> Rl
         chunk_end = max(chunk_start + 1, int(np.searchsorted(char_end, char_start + _CHUNK_CHARS, side="right")))
         char_stop = int(char_end[chunk_end - 1])
         problem = _check_chunk(
-            data[char_start:char_stop], lengths[chunk_start:chunk_end], pixel_counts[chunk_start:chunk_end]
+            data[char_start:char_stop],
+            lengths[chunk_start:chunk_end],
+            pixel_counts[chunk_start:chunk_end],
+            areas[chunk_start:chunk_end],
         )
         if problem is not None:
-            return RleProblem(chunk_start + problem.index, problem.reason)
+            return RleScan(RleProblem(chunk_start + problem.index, problem.reason), areas)
         chunk_start, char_start = chunk_end, char_stop
-    return None
+    return RleScan(None, areas)
+
+
+def first_bad_rle(counts: Sequence[bytes | str], pixels: int | np.ndarray) -> RleProblem | None:
+    """The first compressed ``counts`` string that pycocotools cannot decode exactly, or None.
+
+    See ``scan_rles`` for what is checked.
+    """
+    return scan_rles(counts, pixels).problem
 
 
 def run_lengths(counts: str) -> np.ndarray | None:

@@ -251,3 +251,20 @@ def test_frame_size_and_polygon_bounds() -> None:
     assert "not a number" in str(polygon_problem([[0, 0, True, 0, 5, 5]], 10, 10))
     assert "not a finite number" in str(polygon_problem([[0, 0, float("nan"), 0, 5, 5]], 10, 10))
     assert "not a polygon list" in str(polygon_problem([0, 0, 1, 1, 2, 2], 10, 10))
+
+
+def test_scan_areas_equal_pycocotools_area() -> None:
+    rng = np.random.default_rng(11)
+    counts: list[bytes] = []
+    pixels: list[int] = []
+    for height, width in ((17, 23), (1, 1), (40, 70), (3, 200)):
+        masks = rng.random((height, width, 150)) < rng.random(150)
+        masks[..., 0] = False
+        masks[..., 1] = True
+        encoded = mask_utils.encode(np.asfortranarray(masks.astype(np.uint8)))
+        counts += [rle["counts"] for rle in encoded]
+        pixels += [height * width] * len(encoded)
+        expected = [int(mask_utils.area(rle)) for rle in encoded]
+        scan = rle_module.scan_rles([rle["counts"] for rle in encoded], height * width)
+        assert scan.problem is None and scan.areas.tolist() == expected
+    assert rle_module.scan_rles(counts, np.array(pixels)).problem is None
