@@ -249,6 +249,9 @@ def _result_problem(result: VideoResult) -> str | None:
 #: rate rounds to zero and a faster one overflows the numerator.
 MIN_FPS = 1 / 1001
 MAX_FPS = (2**31 - 1) / 1001
+#: Highest track id a result file may hold: PNG id masks (``io/png_masks.py``) store ids as 16-bit pixels,
+#: so a larger one could be segmented but not exported.
+MAX_TRACK_ID = 2**16 - 1
 #: Deepest nesting of ``metadata`` objects and lists: written results nest two levels; a deeper one
 #: would only be a way to make writing the file back fail.
 MAX_METADATA_DEPTH = 32
@@ -306,7 +309,7 @@ def _track_from_dict(data: Any, where: str, num_categories: int) -> Track:
     if not 0 <= score <= 1:
         raise _fail(where, f"score {brief(score)} is not a number in [0, 1]")
     return Track(
-        track_id=_integer(data, "track_id", where, 1, MAX_ID),
+        track_id=_integer(data, "track_id", where, 1, MAX_TRACK_ID),
         label=_integer(data, "label", where, 0, max(num_categories - 1, 0)),
         category_name=_text(data, "category_name", where),
         category_id=_integer(data, "category_id", where, -MAX_ID - 1, MAX_ID),

@@ -256,6 +256,10 @@ EXPORT_CASES: dict[str, tuple[Callable[[dict], object], str]] = {
     "bool frame index": (lambda d: _video(d)["frame_indices"].__setitem__(1, True), "list of integers"),
     "frame indices decreasing": (lambda d: _video(d).update(frame_indices=[0, 2, 1, 3]), "not strictly increasing"),
     "track id zero": (lambda d: _track(d).update(track_id=0), "'track_id' is 0, outside [1,"),
+    "track id beyond 16-bit PNG ids": (
+        lambda d: _track(d).update(track_id=70000),
+        "'track_id' is 70000, outside [1, 65535]",
+    ),
     "label beyond the vocabulary": (lambda d: _track(d).update(label=2), "'label' is 2, outside [0, 1]"),
     "category id bool": (lambda d: _track(d).update(category_id=False), "'category_id' has the wrong type (bool)"),
     "duplicate category ids": (
