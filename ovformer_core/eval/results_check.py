@@ -163,7 +163,7 @@ def _checked_areas(
 
     Raises:
         ResultsError: for the first mask whose counts string pycocotools cannot decode exactly (see
-            ``first_bad_rle``): corrupt, or runs that do not cover its frame exactly.
+            ``scan_rles``): corrupt, or runs that do not cover its frame exactly.
     """
     starts = np.asarray(track_start, dtype=np.int64)
     owner = np.repeat(np.arange(len(starts) - 1), np.diff(starts))

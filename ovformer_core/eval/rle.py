@@ -1,6 +1,6 @@
 """Per-frame masks of many tracks, stored flat, and the checks that make pycocotools safe to call on them.
 
-pycocotools' C code trusts its input (see ``ovformer_core.io.rle.first_bad_rle``, the one checker of
+pycocotools' C code trusts its input (see ``ovformer_core.io.rle.scan_rles``, the one checker of
 compressed counts). Everything that reaches ``pycocotools.mask`` from here has been checked first:
 structure and size per mask here, the counts strings of all masks at once by the caller.
 """
@@ -82,7 +82,7 @@ def normalise_track(segs: list[Any], height: int, width: int, allow_polygons: bo
 
     The usual track, all compressed RLEs with str counts of the right size, is checked with a few
     C-speed list operations and its dicts are kept as they are (pycocotools reads str counts; the
-    strings are checked in bulk by ``first_bad_rle``).
+    strings are checked in bulk by ``scan_rles``).
 
     Raises:
         SegmentationError: message starting with ``frame <f>``.

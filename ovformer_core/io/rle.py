@@ -1,7 +1,9 @@
-"""Compressed COCO run-length encoding of binary masks, through pycocotools.
+"""Compressed COCO run-length encoding of binary masks, through pycocotools, and the one checker of it.
 
 An RLE here is always the JSON-ready dict ``{"size": [h, w], "counts": "<ascii>"}`` used by COCO,
-YouTube-VIS and LV-VIS result files (pycocotools itself returns ``counts`` as bytes).
+YouTube-VIS and LV-VIS result files (pycocotools itself returns ``counts`` as bytes). Every mask read
+from a user's file passes ``scan_rles`` (many at once) or ``rle_problem`` (one) before pycocotools sees
+it; ``frame_size_problem`` and ``polygon_problem`` bound the other mask inputs.
 """
 
 from __future__ import annotations
@@ -76,8 +78,8 @@ def _to_coco_rle(rle: Rle) -> dict[str, Any]:
 def decode_rle(rle: Rle) -> np.ndarray:
     """Decode one compressed RLE to a bool mask ``[H, W]``.
 
-    The RLE must be well formed (``is_valid_rle``): pycocotools raises ValueError when the runs
-    exceed ``H * W`` but returns uninitialised pixels when they fall short.
+    The RLE must be well formed (``is_valid_rle`` / ``scan_rles``): pycocotools raises ValueError when
+    the runs exceed ``H * W`` but returns uninitialised pixels when they fall short.
     """
     return mask_utils.decode(_to_coco_rle(rle)).astype(bool)
 
@@ -384,7 +386,7 @@ def polygon_problem(polygons: object, height: int, width: int) -> str | None:
 def rle_problem(value: object, height: int, width: int) -> str | None:
     """Why ``value`` is not a compressed RLE of a ``height`` x ``width`` mask, or None.
 
-    Checks one mask; use ``first_bad_rle`` for many.
+    Checks one mask; use ``scan_rles`` for many.
     """
     if not isinstance(value, dict) or not isinstance(value.get("counts"), str):
         return "is not a compressed RLE ({size, counts} with string counts)"
@@ -398,7 +400,7 @@ def rle_problem(value: object, height: int, width: int) -> str | None:
 def is_valid_rle(value: object) -> bool:
     """True for ``{"size": [h, w], "counts": str}`` of a valid frame size whose runs cover exactly ``h * w``.
 
-    Needed before handing untrusted masks to pycocotools (see ``first_bad_rle``).
+    Needed before handing untrusted masks to pycocotools (see ``scan_rles``).
     """
     if not isinstance(value, dict):
         return False
