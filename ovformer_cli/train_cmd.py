@@ -11,6 +11,7 @@ import typer
 
 from ovformer_cli.console import stderr, stdout, user_errors
 from ovformer_core.errors import TrainingError
+from ovformer_core.io.json_input import parse_json_text
 
 #: Exit status when SIGTERM stopped the run after writing a checkpoint (resume with --resume).
 EXIT_INTERRUPTED = 3
@@ -41,9 +42,9 @@ def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, An
             value: Any = raw
         else:
             try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw  # a bare word; the config check names the field if it must be something else
+                value = parse_json_text(raw, f"--set {key}", TrainingError)
+            except TrainingError:
+                value = raw  # a bare word (or NaN, 1e999...); the config check names the field if it must be a number
         node = data
         for part in keys[:-1]:
             node = node.setdefault(part, {})

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union
 
 from ovformer_core.errors import OVFormerError
+from ovformer_core.io.json_input import brief
 
 T = TypeVar("T")
 
@@ -194,7 +195,7 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
             kwargs[name] = config_from_dict(type(current), value)
             continue
         if not _matches(value, hints[name]):
-            raise OVFormerError(f"{cls.__name__}.{name} must be {_type_name(hints[name])}, got {value!r}")
+            raise OVFormerError(f"{cls.__name__}.{name} must be {_type_name(hints[name])}, got {brief(value)}")
         if isinstance(current, tuple):
             kwargs[name] = tuple(value)
         elif hints[name] is float or (isinstance(current, float) and isinstance(value, int)):

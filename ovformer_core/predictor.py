@@ -25,7 +25,7 @@ from ovformer_core.io.video import ReadOptions, SourceSpec, VideoSource, open_so
 from ovformer_core.model.build import build_model
 from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipFrameEncoder, ClipTextEncoderFactory, load_clip_encoders
 from ovformer_core.model.ovformer import OVFormer
-from ovformer_core.vocab import Vocabulary, load_vocabulary
+from ovformer_core.vocab import Vocabulary, check_vocabulary_clip, load_vocabulary
 from ovformer_core.weights import ovformer_home, resolve
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -107,11 +107,19 @@ class Predictor:
         return self.model.device
 
     def vocabulary(self, spec: VocabularySpec) -> Vocabulary:
-        """Load or text-encode a vocabulary (cached on disk per CLIP weights, templates and names)."""
+        """Load or text-encode a vocabulary (cached on disk per CLIP weights, templates and names).
+
+        A saved vocabulary must have been encoded by this predictor's CLIP weights (same content
+        fingerprint; the file may have been renamed): ``VocabularyError`` otherwise.
+        """
         if isinstance(spec, Vocabulary):
             vocabulary = spec
         else:
             vocabulary = load_vocabulary(spec, self.text_encoder_factory, cache_dir=self.cache_dir)
+        if self.text_encoder_factory is not None:
+            source = str(spec) if isinstance(spec, (str, os.PathLike)) else "the vocabulary"
+            factory = self.text_encoder_factory
+            check_vocabulary_clip(vocabulary, factory.identity, source, str(factory.weights))
         if vocabulary.embed_dim != self.cfg.classifier.clip_dim:
             raise OVFormerError(
                 f"vocabulary embeddings have {vocabulary.embed_dim} dimensions but the model expects "

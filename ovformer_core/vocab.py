@@ -37,6 +37,9 @@ from torch import Tensor
 
 from ovformer_core.errors import OutputError, VocabularyError
 from ovformer_core.io.atomic import atomic_path
+from ovformer_core.io.dataset_json import check_ids
+from ovformer_core.io.json_input import brief, parse_json_text, read_json
+from ovformer_core.io.paths import check_input_path, input_path_problem
 from ovformer_core.io.precomputed import first_line
 from ovformer_core.weights import ovformer_home
 
@@ -160,9 +163,7 @@ class Vocabulary:
         Raises:
             VocabularyError: missing, corrupt, or not an ovformer vocabulary.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise VocabularyError(f"vocabulary file {path} does not exist; create it with `ovformer vocab-encode`")
+        path = check_input_path(path, "vocabulary file", VocabularyError)
         foreign = f"{path} is not an ovformer vocabulary file; create one with `ovformer vocab-encode`"
         try:
             with safe_open(str(path), framework="pt") as handle:
@@ -181,15 +182,17 @@ class Vocabulary:
             raise VocabularyError(
                 f"{path} has vocabulary format {metadata[FORMAT_KEY]}; this version reads {FORMAT_VERSION}"
             )
+        incomplete = f"{path} has incomplete metadata; re-create it with `ovformer vocab-encode`"
         try:
-            names = tuple(json.loads(metadata["names"]))
-            synonyms = tuple(tuple(group) for group in json.loads(metadata["synonyms"]))
-            templates = tuple(json.loads(metadata["templates"]))
+            where = f"vocabulary file {path} metadata"
+            names = tuple(parse_json_text(metadata["names"], where, VocabularyError))
+            synonyms = tuple(tuple(group) for group in parse_json_text(metadata["synonyms"], where, VocabularyError))
+            templates = tuple(parse_json_text(metadata["templates"], where, VocabularyError))
             clip_model_id = metadata["clip_model_id"]
-        except (KeyError, TypeError, json.JSONDecodeError):
-            raise VocabularyError(
-                f"{path} has incomplete metadata; re-create it with `ovformer vocab-encode`"
-            ) from None
+        except (KeyError, TypeError):
+            raise VocabularyError(incomplete) from None
+        if not isinstance(clip_model_id, str) or not all(isinstance(t, str) for t in templates):
+            raise VocabularyError(incomplete)
         ok = (
             embeddings.ndim == 2
             and embeddings.dtype == torch.float32
@@ -206,6 +209,37 @@ class Vocabulary:
                 f"{path} is inconsistent (names vs. embeddings); re-create it with `ovformer vocab-encode`"
             )
         return cls(names, synonyms, templates, clip_model_id, embeddings)
+
+
+def clip_weights_key(clip_model_id: str) -> str:
+    """The content part of a CLIP identity ``<file name>#<fingerprint>[+gelu]`` (see ``TextEncoderFactory``).
+
+    Two identities with the same key name the same weights: a renamed or moved copy keeps its key.
+    """
+    return clip_model_id.rpartition("#")[2]
+
+
+def check_vocabulary_clip(vocabulary: Vocabulary, clip_model_id: str, source: str, clip_weights: str) -> None:
+    """Refuse a vocabulary encoded by another CLIP text tower than the one in use.
+
+    Embeddings of another CLIP live in another space: the classifier would silently compare frames with
+    meaningless text vectors.
+
+    Args:
+        vocabulary: the loaded vocabulary.
+        clip_model_id: identity of the text tower in use (``TextEncoderFactory.identity``).
+        source: names the vocabulary in the message (its file, usually).
+        clip_weights: path of the weights in use, for the re-encoding command in the message.
+
+    Raises:
+        VocabularyError: the fingerprints differ.
+    """
+    if clip_weights_key(vocabulary.clip_model_id) != clip_weights_key(clip_model_id):
+        raise VocabularyError(
+            f"{source} was encoded with other CLIP weights ({vocabulary.clip_model_id}) than the model uses "
+            f"({clip_model_id}); re-encode it: "
+            f"ovformer vocab-encode {source} -o NEW.vocab --clip-weights {clip_weights}"
+        )
 
 
 def parse_vocabulary_text(text: str, source: str = "vocabulary") -> list[tuple[str, ...]]:
@@ -238,19 +272,14 @@ def classes_from_dataset_json(path: str | os.PathLike[str]) -> list[tuple[str, .
     Raises:
         VocabularyError: unreadable JSON or no usable ``categories`` list.
     """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        categories = sorted(data["categories"], key=lambda category: category["id"])
-        names = [category["name"] for category in categories]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise VocabularyError(
-            f"cannot read dataset file {path} ({type(err).__name__}); pass a valid JSON file"
-        ) from None
-    except (KeyError, TypeError):
+    data = read_json(path, "dataset file", VocabularyError)
+    if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
         raise VocabularyError(
             f"{path} has no 'categories' list with 'id' and 'name'; pass a YouTube-VIS-style dataset JSON"
-        ) from None
+        )
+    check_ids(data["categories"], "categories", VocabularyError, f"dataset file {path}", required=True)
+    categories = sorted(data["categories"], key=lambda category: category["id"])
+    names = [category.get("name") for category in categories]
     if not all(isinstance(name, str) for name in names):
         raise VocabularyError(f"{path} has a category whose name is not a string; fix the dataset file")
     return classes_from_names(names, source=str(path))
@@ -275,7 +304,7 @@ def check_classes(classes: Sequence[Sequence[str]], source: str = "vocabulary") 
             key = name.casefold()
             if key in seen:
                 raise VocabularyError(
-                    f"{source}: name {name!r} appears twice (classes {seen[key] + 1} and {index + 1}); keep one"
+                    f"{source}: name {brief(name)} appears twice (classes {seen[key] + 1} and {index + 1}); keep one"
                 )
             seen[key] = index
 
@@ -305,7 +334,7 @@ def check_templates(templates: Sequence[str], source: str = "templates") -> None
     for template in templates:
         if template.count("{}") != 1 or template.count("{") != 1 or template.count("}") != 1:
             raise VocabularyError(
-                f"{source}: template {template!r} must contain '{{}}' exactly once for the class name"
+                f"{source}: template {brief(template)} must contain '{{}}' exactly once for the class name"
             )
 
 
@@ -359,7 +388,8 @@ def read_classes(spec: str | os.PathLike[str] | Sequence[str]) -> list[tuple[str
     if not isinstance(spec, (str, os.PathLike)):
         return classes_from_names(list(spec))
     path = Path(spec)
-    if path.is_file():
+    problem = input_path_problem(path, "file")
+    if problem is None:
         if path.suffix == VOCAB_SUFFIX:
             return [tuple(group) for group in Vocabulary.load(path).synonyms]
         if path.suffix == JSON_SUFFIX:
@@ -374,9 +404,7 @@ def read_classes(spec: str | os.PathLike[str] | Sequence[str]) -> list[tuple[str
     # A single comma-free entry with a separator or a vocabulary suffix is a mistyped path, not a class.
     looks_like_path = "," not in str(spec) and ("/" in str(spec) or os.sep in str(spec))
     if path.suffix in (VOCAB_SUFFIX, TEXT_SUFFIX, JSON_SUFFIX) or isinstance(spec, os.PathLike) or looks_like_path:
-        raise VocabularyError(
-            f"vocabulary file {path} does not exist; check the path (or give class names separated by commas)"
-        )
+        raise VocabularyError(f"vocabulary file {path} {problem} (or give class names separated by commas)")
     return classes_from_names(str(spec).split(","), source="inline vocabulary")
 
 

@@ -77,3 +77,31 @@ def test_segment_a_cut_phone_video(tmp_path: Path, weights, monkeypatch):  # noq
     assert result.frame_indices == list(range(result.num_frames))
     assert result.decode is not None and not result.decode.complete and result.decode.truncated
     assert (result.decode.frames_declared, result.decode.rotation) == (len(times), 90)
+
+
+def test_a_vocabulary_of_other_clip_weights_is_refused(tmp_path: Path, weights, monkeypatch):  # noqa: F811
+    import shutil
+
+    from ovformer_core.errors import VocabularyError
+    from ovformer_core.model.clip import ClipTextEncoderFactory
+    from ovformer_core.vocab import load_vocabulary
+    from tests.clip_fixtures import save_safetensors, tiny_clip
+
+    monkeypatch.setenv("OVFORMER_OFFLINE", "1")
+    predictor = load_model("r50-lvvis", weights["model"], weights["clip"], device="cpu", home=tmp_path)
+    other = load_vocabulary("cat,dog", ClipTextEncoderFactory(save_safetensors(tiny_clip(seed=3), tmp_path / "o.pt")))
+    other.save(tmp_path / "other.vocab")
+    for spec in (tmp_path / "other.vocab", other):  # a file, or the object itself
+        with pytest.raises(VocabularyError) as err:
+            predictor.vocabulary(spec)
+        message = str(err.value)
+        assert "\n" not in message and "was encoded with other CLIP weights (o.pt#" in message
+        assert f"--clip-weights {weights['clip']}" in message
+    # Renamed weights with the same content: the same text tower, so the same vocabulary space.
+    renamed = Path(shutil.copy(weights["clip"], tmp_path / "renamed.safetensors"))
+    same = load_vocabulary("cat,dog", ClipTextEncoderFactory(renamed))
+    assert same.clip_model_id.startswith("renamed.safetensors#")
+    same.save(tmp_path / "same.vocab")
+    assert predictor.vocabulary(tmp_path / "same.vocab").names == ("cat", "dog")
+    # Encoded here: always this tower.
+    assert predictor.vocabulary("cat,dog").clip_model_id == predictor.text_encoder_factory.identity

@@ -103,7 +103,7 @@ def test_dataset_json_in_id_order(tmp_path: Path) -> None:
     with pytest.raises(VocabularyError, match="no 'categories'"):
         read_classes(tmp_path / "bad.json")
     (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(VocabularyError, match="cannot read dataset"):
+    with pytest.raises(VocabularyError, match="broken.json is not valid JSON"):
         read_classes(tmp_path / "broken.json")
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ovformer_core.errors import ResultsError
-from ovformer_core.eval.json_files import read_json_file
+from ovformer_core.io.dataset_json import check_ids, is_id
+from ovformer_core.io.json_input import brief, read_json
 
 #: LVIS frequency classes: rare below 10 training images, common below 100 (get_lvis_cat_info.py).
 LVIS_RARE_BELOW = 10
@@ -25,19 +26,27 @@ LVVIS_NOVEL_PARTITIONS = (2, 3)
 
 def load_dataset(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A COCO / LVIS / YouTube-VIS style dataset file with 'categories' and 'annotations'."""
-    dataset = read_json_file(path, "dataset")
+    dataset = read_json(path, "dataset file", ResultsError)
     if not isinstance(dataset, dict):
         raise ResultsError(f"dataset file {path} must hold an object with 'categories' and 'annotations'")
     for key in ("categories", "annotations"):
         if not isinstance(dataset.get(key), list):
             raise ResultsError(f"dataset file {path} has no '{key}' list; is it a COCO-style annotation file?")
+    where = f"dataset file {path}"
+    check_ids(dataset["categories"], "categories", ResultsError, where, required=True)
+    check_ids(dataset["annotations"], "annotations", ResultsError, where, required=False)
+    for section in ("videos", "images"):
+        if isinstance(dataset.get(section), list):
+            check_ids(dataset[section], section, ResultsError, where, required=True)
     return dataset
 
 
 def _category_field(dataset: Mapping[str, Any], field: str, purpose: str) -> dict[int, Any]:
     values: dict[int, Any] = {}
     for i, category in enumerate(dataset["categories"]):
-        if not isinstance(category, dict) or "id" not in category or field not in category:
+        if not isinstance(category, dict) or not is_id(category.get("id")):
+            raise ResultsError(f"categories[{i}] has no integer 'id'")
+        if field not in category:
             raise ResultsError(f"categories[{i}] has no '{field}' (needed to {purpose})")
         values[category["id"]] = category[field]
     return values
@@ -47,7 +56,7 @@ def _drop_annotations(dataset: Mapping[str, Any], drop: set[Any]) -> dict[str, A
     """A shallow copy of ``dataset`` without annotations of categories in ``drop`` (categories kept)."""
     known = {c["id"] for c in dataset["categories"]}
     for i, ann in enumerate(dataset["annotations"]):
-        if not isinstance(ann, dict) or ann.get("category_id") not in known:
+        if not isinstance(ann, dict) or not is_id(ann.get("category_id")) or ann["category_id"] not in known:
             raise ResultsError(f"annotations[{i}] has no category_id listed in 'categories'")
     out = dict(dataset)
     out["annotations"] = [ann for ann in dataset["annotations"] if ann["category_id"] not in drop]
@@ -91,17 +100,27 @@ def category_info(
     is_video = bool(annotations) and "video_id" in annotations[0]
     frames_of: dict[Any, int] = {}
     if is_video:
-        for video in dataset.get("videos", []):
+        for i, video in enumerate(dataset.get("videos", [])):
             length = video.get("length", len(video.get("file_names", [])))
+            if not is_id(length) or length < 0:
+                raise ResultsError(f"videos[{i}] has 'length' {brief(length)}; it must be a frame count")
             frames_of[video["id"]] = int(length)
     owners: dict[Any, set[Any]] = {c["id"]: set() for c in dataset["categories"]}
     instances: dict[Any, int] = {c["id"]: 0 for c in dataset["categories"]}
     owner_key = "video_id" if is_video else "image_id"
     for i, ann in enumerate(annotations):
-        if not isinstance(ann, dict) or ann.get("category_id") not in owners or owner_key not in ann:
-            raise ResultsError(f"annotations[{i}] needs a known 'category_id' and an '{owner_key}'")
+        if (
+            not isinstance(ann, dict)
+            or not is_id(ann.get("category_id"))
+            or ann["category_id"] not in owners
+            or not is_id(ann.get(owner_key))
+        ):
+            raise ResultsError(f"annotations[{i}] needs a known 'category_id' and an integer '{owner_key}'")
+        length = ann.get("length", 1) if is_video else 1
+        if not is_id(length) or length < 0:
+            raise ResultsError(f"annotations[{i}] has 'length' {brief(length)}; it must be a frame count")
         owners[ann["category_id"]].add(ann[owner_key])
-        instances[ann["category_id"]] += int(ann.get("length", 1)) if is_video else 1
+        instances[ann["category_id"]] += int(length)
     info: list[dict[str, Any]] = []
     for category in dataset["categories"]:
         entry = dict(category)
@@ -132,20 +151,24 @@ def split_results_by_partition(
     Raises:
         ResultsError: a category lacks ``partition``, or a result's category is not in ``gt``.
     """
-    dataset = read_json_file(gt, "ground truth") if isinstance(gt, (str, os.PathLike, Path)) else gt
+    if isinstance(gt, (str, os.PathLike, Path)):
+        dataset = read_json(gt, "ground truth file", ResultsError)
+    else:
+        dataset = gt
     if not isinstance(dataset, Mapping) or not isinstance(dataset.get("categories"), list):
         raise ResultsError("ground truth has no 'categories' list")
+    check_ids(dataset["categories"], "categories", ResultsError, "ground truth", required=True)
     partition = _category_field(dataset, "partition", "split results into base and novel")
     base: list[Any] = []
     novel: list[Any] = []
     for i, entry in enumerate(results):
         category = entry.get("category_id") if isinstance(entry, dict) else None
-        if category not in partition:
-            raise ResultsError(f"results entry {i}: category_id {category!r} is not in the ground truth")
+        if not is_id(category) or category not in partition:
+            raise ResultsError(f"results entry {i}: category_id {brief(category)} is not in the ground truth")
         if partition[category] in LVVIS_BASE_PARTITIONS:
             base.append(entry)
         elif partition[category] in LVVIS_NOVEL_PARTITIONS:
             novel.append(entry)
         else:
-            raise ResultsError(f"category {category} has partition {partition[category]!r}; expected 0 to 3")
+            raise ResultsError(f"category {category} has partition {brief(partition[category])}; expected 0 to 3")
     return base, novel

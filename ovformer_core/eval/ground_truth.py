@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,23 +10,14 @@ from typing import Any
 import numpy as np
 
 from ovformer_core.errors import ResultsError
-from ovformer_core.eval.json_files import read_json_file
-from ovformer_core.eval.rle import (
-    FlatMasks,
-    Rle,
-    SegmentationError,
-    first_bad_counts,
-    normalise_track,
-    rle_areas,
-)
+from ovformer_core.eval.rle import FlatMasks, Rle, SegmentationError, normalise_track
+from ovformer_core.io.dataset_json import check_dataset, is_id
+from ovformer_core.io.json_input import brief, finite_float, read_json
+from ovformer_core.io.rle import scan_rles
 
-_VIDEO_KEYS = ("id", "height", "width")
+#: Prefix of every ground-truth error.
+WHERE = "ground truth"
 _ANNOTATION_KEYS = ("id", "video_id", "category_id", "segmentations")
-
-
-def is_int(value: Any) -> bool:
-    """True for integers (Python or numpy), False for bools."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -74,51 +64,22 @@ class GroundTruth:
 
 
 def _fail(message: str) -> ResultsError:
-    return ResultsError(f"ground truth: {message}")
+    return ResultsError(f"{WHERE}: {message}")
 
 
-def _require_list(dataset: Mapping[str, Any], key: str) -> list[Any]:
-    if key not in dataset:
-        raise _fail(f"'{key}' is missing; a YouTube-VIS file has 'videos', 'categories' and 'annotations'")
-    value = dataset[key]
-    if not isinstance(value, list):
-        raise _fail(f"'{key}' must be a list, not {type(value).__name__}")
-    return value
-
-
-def _read_videos(videos: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    rows: dict[int, tuple[int, int, int]] = {}
-    for i, video in enumerate(videos):
-        if not isinstance(video, dict):
-            raise _fail(f"videos[{i}] is not an object")
-        for key in _VIDEO_KEYS:
-            if key not in video:
-                raise _fail(f"videos[{i}] has no '{key}'")
-            if not is_int(video[key]):
-                raise _fail(f"videos[{i}] '{key}' must be an integer, not {video[key]!r}")
-        if is_int(video.get("length")):
-            length = int(video["length"])
-        elif isinstance(video.get("file_names"), list):
-            length = len(video["file_names"])
-        else:
-            raise _fail(f"videos[{i}] (id {video['id']}) has neither 'length' nor 'file_names'")
-        if int(video["id"]) in rows:
-            raise _fail(f"video id {video['id']} appears twice in 'videos'")
-        rows[int(video["id"])] = (int(video["height"]), int(video["width"]), length)
+def _read_videos(videos: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Ids (ascending), heights, widths and frame counts of videos already checked by ``check_dataset``."""
+    rows = {
+        int(video["id"]): (
+            int(video["height"]),
+            int(video["width"]),
+            int(video["length"]) if video.get("length") is not None else len(video["file_names"]),
+        )
+        for video in videos
+    }
     ids = np.array(sorted(rows), dtype=np.int64)
     table = np.array([rows[int(v)] for v in ids], dtype=np.int64).reshape(-1, 3)
     return ids, table[:, 0], table[:, 1], table[:, 2]
-
-
-def _read_categories(categories: list[Any]) -> np.ndarray:
-    ids: set[int] = set()
-    for i, category in enumerate(categories):
-        if not isinstance(category, dict) or not is_int(category.get("id")):
-            raise _fail(f"categories[{i}] has no integer 'id'")
-        if int(category["id"]) in ids:
-            raise _fail(f"category id {category['id']} appears twice in 'categories'")
-        ids.add(int(category["id"]))
-    return np.array(sorted(ids), dtype=np.int64)
 
 
 def load_ground_truth(source: str | os.PathLike[str] | Mapping[str, Any]) -> GroundTruth:
@@ -130,14 +91,22 @@ def load_ground_truth(source: str | os.PathLike[str] | Mapping[str, Any]) -> Gro
     Raises:
         ResultsError: unreadable, not JSON, a missing key or a malformed annotation (one line).
     """
-    dataset = read_json_file(source, "ground truth") if isinstance(source, (str, os.PathLike)) else source
-    if not isinstance(dataset, Mapping):
-        raise _fail(f"the top level must be an object, not {type(dataset).__name__}")
-    videos = _require_list(dataset, "videos")
-    categories = _require_list(dataset, "categories")
-    annotations = _require_list(dataset, "annotations")
+    dataset = read_json(source, "ground truth file", ResultsError) if isinstance(source, (str, os.PathLike)) else source
+    if isinstance(dataset, Mapping) and not isinstance(dataset, dict):
+        dataset = dict(dataset)
+    check_dataset(
+        dataset,
+        WHERE,
+        ResultsError,
+        need_file_names=False,
+        need_sizes=True,
+        need_category_names=False,
+        need_categories=False,
+        need_annotations=True,
+    )
+    videos, categories, annotations = dataset["videos"], dataset["categories"], dataset["annotations"]
     video_ids, heights, widths, num_frames = _read_videos(videos)
-    category_ids = _read_categories(categories)
+    category_ids = np.array(sorted(int(category["id"]) for category in categories), dtype=np.int64)
     video_pos = {int(v): i for i, v in enumerate(video_ids)}
     category_pos = {int(c): i for i, c in enumerate(category_ids)}
 
@@ -149,20 +118,14 @@ def load_ground_truth(source: str | os.PathLike[str] | Mapping[str, Any]) -> Gro
     rles: list[Rle] = []
     frames: list[int] = []
     track_start = [0]
-    seen_ids: set[int] = set()
     skipped = 0
     for i, ann in enumerate(annotations):
-        if not isinstance(ann, dict):
-            raise _fail(f"annotations[{i}] is not an object")
         for key in _ANNOTATION_KEYS:
             if key not in ann:
                 raise _fail(f"annotations[{i}] has no '{key}'")
-        for key in ("id", "video_id", "category_id"):
-            if not is_int(ann[key]):
-                raise _fail(f"annotations[{i}] '{key}' must be an integer, not {ann[key]!r}")
-        if int(ann["id"]) in seen_ids:
-            raise _fail(f"annotation id {ann['id']} appears twice; ids must be unique")
-        seen_ids.add(int(ann["id"]))
+        for key in ("video_id", "category_id"):
+            if not is_id(ann[key]):
+                raise _fail(f"annotations[{i}] '{key}' must be an integer, not {brief(ann[key])}")
         v = video_pos.get(int(ann["video_id"]))
         c = category_pos.get(int(ann["category_id"]))
         if v is None or c is None:
@@ -177,7 +140,7 @@ def load_ground_truth(source: str | os.PathLike[str] | Mapping[str, Any]) -> Gro
             )
         areas = ann.get("areas")
         if areas is not None and (
-            not isinstance(areas, list) or not all(a is None or isinstance(a, numbers.Real) for a in areas)
+            not isinstance(areas, list) or not all(a is None or finite_float(a) is not None for a in areas)
         ):
             raise _fail(f"annotations[{i}] (id {ann['id']}) 'areas' must be a list of numbers or nulls")
         try:
@@ -193,17 +156,17 @@ def load_ground_truth(source: str | os.PathLike[str] | Mapping[str, Any]) -> Gro
         track_crowd.append(bool(ann.get("iscrowd", 0)))
         area_lists.append(areas)
 
-    bad = first_bad_counts([rle["counts"] for rle in rles])
-    if bad >= 0:
-        track = int(np.searchsorted(track_start, bad, side="right")) - 1
-        raise _fail(
-            f"annotation id {track_ids[track]} frame {frames[bad]} has a bad RLE: its 'counts' string is "
-            "corrupt (unexpected characters or cut off)"
-        )
+    track_owner = np.repeat(np.arange(len(track_ids)), np.diff(track_start))
+    pixels = (heights * widths)[np.array(track_video, dtype=np.int64)][track_owner]
+    scan = scan_rles([rle["counts"] for rle in rles], pixels)
+    if scan.problem is not None:
+        bad = scan.problem
+        track = int(track_owner[bad.index])
+        raise _fail(f"annotation id {track_ids[track]} frame {frames[bad.index]} has a bad RLE: {bad.reason}")
     masks = FlatMasks(
         rles=rles,
         frame=np.array(frames, dtype=np.int64),
-        area=rle_areas(rles),
+        area=scan.areas,
         track_start=np.array(track_start, dtype=np.int64),
     )
     return GroundTruth(

@@ -8,8 +8,6 @@ absent from the ground truth, which the official evaluators ignore too (they are
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,19 +16,13 @@ import numpy as np
 
 from ovformer_core.errors import ResultsError
 from ovformer_core.eval.full_results import is_full_result, ytvis_results_of
-from ovformer_core.eval.ground_truth import GroundTruth, is_int
-from ovformer_core.eval.json_files import read_json_file
-from ovformer_core.eval.rle import (
-    FlatMasks,
-    Rle,
-    SegmentationError,
-    first_bad_counts,
-    normalise_track,
-    rle_areas,
-)
+from ovformer_core.eval.ground_truth import GroundTruth
+from ovformer_core.eval.rle import FlatMasks, Rle, SegmentationError, normalise_track
+from ovformer_core.io.dataset_json import is_id
+from ovformer_core.io.json_input import brief, finite_float, read_json
+from ovformer_core.io.rle import scan_rles
 
 _RESULT_KEYS = ("video_id", "category_id", "score", "segmentations")
-_CORRUPT = "its 'counts' string is corrupt (unexpected characters or cut off)"
 
 
 @dataclass(frozen=True)
@@ -61,7 +53,7 @@ def load_results(source: str | os.PathLike[str] | list[Any]) -> list[Any]:
 
     A full ovformer result file (``NAME.json``, ``NAME.reviewed.json``) is read as its YouTube-VIS list.
     """
-    results = read_json_file(source, "results") if isinstance(source, (str, os.PathLike)) else source
+    results = read_json(source, "results file", ResultsError) if isinstance(source, (str, os.PathLike)) else source
     if is_full_result(results):
         results = ytvis_results_of(results, str(source) if isinstance(source, (str, os.PathLike)) else "results")
     if not isinstance(results, list):
@@ -86,12 +78,12 @@ def _check_entry(
         if key not in entry:
             raise _entry_error(i, f"has no '{key}'; every entry needs {', '.join(_RESULT_KEYS)}")
     video_id, category_id, score = entry["video_id"], entry["category_id"], entry["score"]
-    if not is_int(video_id) or int(video_id) not in video_pos:
-        raise _entry_error(i, f"video_id {video_id!r} is not in the ground truth; check the files match")
-    if not is_int(category_id):
-        raise _entry_error(i, f"category_id {category_id!r} is not an integer")
-    if not isinstance(score, numbers.Real) or isinstance(score, bool) or not math.isfinite(score):
-        raise _entry_error(i, f"score {score!r} is not a finite number")
+    if not is_id(video_id) or int(video_id) not in video_pos:
+        raise _entry_error(i, f"video_id {brief(video_id)} is not in the ground truth; check the files match")
+    if not is_id(category_id):
+        raise _entry_error(i, f"category_id {brief(category_id)} is not an integer")
+    if finite_float(score) is None:
+        raise _entry_error(i, f"score {brief(score)} is not a finite number")
     v = video_pos[int(video_id)]
     segs = entry["segmentations"]
     num_frames = int(gt.num_frames[v])
@@ -168,7 +160,7 @@ def check_results(results: list[Any], gt: GroundTruth) -> Detections:
 def _checked_areas(
     rles: list[Rle], frames: list[int], track_start: list[int], file_index: list[int], track_pixels: np.ndarray
 ) -> np.ndarray:
-    """Pixel counts of ``rles`` (int64 ``[E]``) once their counts strings are known to be safe.
+    """Pixel counts of ``rles`` (int64 ``[E]``), measured while their counts strings are checked.
 
     Args:
         rles, frames: masks and their frame indices, track after track (``track_start`` offsets).
@@ -176,21 +168,13 @@ def _checked_areas(
         track_pixels: int ``[N]`` pixels of a frame of each track's video.
 
     Raises:
-        ResultsError: for the first corrupt counts string, else the first mask with more pixels than
-            its frame (runs that do not describe a mask of that size).
+        ResultsError: for the first mask whose counts string pycocotools cannot decode exactly (see
+            ``scan_rles``): corrupt, or runs that do not cover its frame exactly.
     """
     starts = np.asarray(track_start, dtype=np.int64)
-    bad = first_bad_counts([rle["counts"] for rle in rles])
-    if bad >= 0:
-        track = int(np.searchsorted(starts, bad, side="right")) - 1
-        raise _entry_error(file_index[track], f"frame {frames[bad]} has a bad RLE: {_CORRUPT}")
-    areas = rle_areas(rles)
     owner = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
-    too_big = np.flatnonzero(areas > np.asarray(track_pixels, dtype=np.int64)[owner])
-    if too_big.size:
-        e = int(too_big[0])
-        raise _entry_error(
-            file_index[owner[e]],
-            f"frame {frames[e]} has a bad RLE: it covers {areas[e]} pixels, more than the frame has",
-        )
-    return areas
+    scan = scan_rles([rle["counts"] for rle in rles], np.asarray(track_pixels, dtype=np.int64)[owner])
+    if scan.problem is not None:
+        bad = scan.problem
+        raise _entry_error(file_index[owner[bad.index]], f"frame {frames[bad.index]} has a bad RLE: {bad.reason}")
+    return scan.areas

@@ -1,27 +1,23 @@
 """Per-frame masks of many tracks, stored flat, and the checks that make pycocotools safe to call on them.
 
-pycocotools' C code trusts its input: a compressed ``counts`` string that ends in the middle of a number
-makes it read past the end of the string, and characters outside its alphabet silently become garbage
-run lengths. Everything that reaches ``pycocotools.mask`` from here has been checked first.
+pycocotools' C code trusts its input (see ``ovformer_core.io.rle.scan_rles``, the one checker of
+compressed counts). Everything that reaches ``pycocotools.mask`` from here has been checked first:
+structure and size per mask here, the counts strings of all masks at once by the caller.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ovformer_core.io.json_input import brief
+from ovformer_core.io.rle import polygon_problem
+
 #: A COCO run-length encoding: ``{"size": [height, width], "counts": str or bytes}`` (compressed).
 Rle = dict[str, Any]
-
-# Compressed counts use 6-bit groups stored as chr(48 + value): '0' (48) .. 'o' (111); bit 0x20 of a
-# group means "the number continues" (pycocotools maskApi.c, rleToString / rleFrString).
-_FIRST_CHAR = 48
-_LAST_CHAR = 48 + 63
-_CONTINUE_BIT = 0x20
 
 
 class SegmentationError(ValueError):
@@ -45,6 +41,9 @@ def normalise_segmentation(seg: Any, height: int, width: int, allow_polygons: bo
             raise SegmentationError("is a polygon; results must be RLE masks")
         if not all(isinstance(p, list) and len(p) >= 6 for p in seg):
             raise SegmentationError("is not a valid polygon list")
+        problem = polygon_problem(seg, height, width)
+        if problem is not None:
+            raise SegmentationError(problem)
         return mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
     if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
         raise SegmentationError("is not an RLE (a dict with 'size' and 'counts')")
@@ -54,7 +53,7 @@ def normalise_segmentation(seg: Any, height: int, width: int, allow_polygons: bo
         or len(size) != 2
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
     ):
-        raise SegmentationError(f"has a bad RLE 'size' {size!r}; expected [height, width]")
+        raise SegmentationError(f"has a bad RLE 'size' {brief(size)}; expected [height, width]")
     if size[0] != height or size[1] != width:
         raise SegmentationError(
             f"has mask size {size[0]}x{size[1]} but the video is {height}x{width}; masks must have the video's size"
@@ -83,7 +82,7 @@ def normalise_track(segs: list[Any], height: int, width: int, allow_polygons: bo
 
     The usual track, all compressed RLEs with str counts of the right size, is checked with a few
     C-speed list operations and its dicts are kept as they are (pycocotools reads str counts; the
-    characters are checked in bulk by ``first_bad_counts``).
+    strings are checked in bulk by ``scan_rles``).
 
     Raises:
         SegmentationError: message starting with ``frame <f>``.
@@ -104,68 +103,6 @@ def normalise_track(segs: list[Any], height: int, width: int, allow_polygons: bo
         assert rle is not None  # only falsy segmentations mean "absent"
         rles.append(rle)
     return rles, frames
-
-
-def _join_counts(counts: Sequence[bytes | str]) -> tuple[bytes, np.ndarray] | int:
-    """All strings joined as ASCII bytes plus their lengths, or the index of a non-ASCII string."""
-    lengths = np.fromiter(map(len, counts), dtype=np.int64, count=len(counts))
-    kinds = set(map(type, counts))
-    if kinds == {str}:
-        joined_text = "".join(counts)  # type: ignore[arg-type]
-        if not joined_text.isascii():
-            first = next(i for i, c in enumerate(joined_text) if ord(c) > 127)
-            return int(np.searchsorted(np.cumsum(lengths), first, side="right"))
-        return joined_text.encode("ascii"), lengths
-    if kinds == {bytes}:
-        return b"".join(counts), lengths  # type: ignore[arg-type]
-    parts: list[bytes] = []
-    for i, c in enumerate(counts):
-        if isinstance(c, str):
-            if not c.isascii():
-                return i
-            c = c.encode("ascii")
-        parts.append(c)
-    return b"".join(parts), np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
-
-
-def first_bad_counts(counts: Sequence[bytes | str]) -> int:
-    """Index of the first compressed ``counts`` string pycocotools cannot read safely, or -1.
-
-    Checks every character against the alphabet and that no string stops inside a number. Vectorised:
-    one pass over all strings joined.
-    """
-    if not counts:
-        return -1
-    joined = _join_counts(counts)
-    if isinstance(joined, int):
-        return joined
-    data, lengths = joined
-    # value = char - 48, wrapping below '0' to >= 208: one comparison finds every out-of-alphabet char.
-    values = np.frombuffer(data, dtype=np.uint8) - np.uint8(_FIRST_CHAR)
-    ends = np.cumsum(lengths)
-    last_char = ends[lengths > 0] - 1
-    bad = np.zeros(0, dtype=np.int64)
-    if (values > _LAST_CHAR - _FIRST_CHAR).any():
-        bad = np.flatnonzero(values > _LAST_CHAR - _FIRST_CHAR)[:1]
-    cut_off = last_char[(values[last_char] & _CONTINUE_BIT) != 0]
-    candidates = np.concatenate([bad, cut_off[:1]])
-    if candidates.size == 0:
-        return -1
-    return int(np.searchsorted(ends, candidates.min(), side="right"))
-
-
-# pycocotools' ``area`` builds a scratch ``np.array((n,), dtype=np.uint8)``, which overflows under
-# numpy 2 once a call holds more than 255 masks; calls are split below that.
-_AREA_CHUNK = 255
-
-
-def rle_areas(rles: Sequence[Rle]) -> np.ndarray:
-    """Pixel counts of ``rles`` (pycocotools ``area``), int64 ``[N]``."""
-    areas = np.zeros(len(rles), dtype=np.int64)
-    for start in range(0, len(rles), _AREA_CHUNK):
-        chunk = list(rles[start : start + _AREA_CHUNK])
-        areas[start : start + len(chunk)] = mask_utils.area(chunk)
-    return areas
 
 
 @dataclass(frozen=True)

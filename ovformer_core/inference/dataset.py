@@ -18,6 +18,8 @@ from typing import Any
 from ovformer_core.errors import ResultsError
 from ovformer_core.inference.segment import SegmentOptions
 from ovformer_core.io.atomic import write_text_atomic
+from ovformer_core.io.dataset_json import check_dataset
+from ovformer_core.io.json_input import read_json
 from ovformer_core.io.results import ytvis_entries
 from ovformer_core.io.video import open_frame_list
 
@@ -53,29 +55,26 @@ class Dataset:
 
 
 def read_dataset(path: str | os.PathLike[str]) -> Dataset:
-    """Parse the parts of a dataset json that inference needs; one-line ``ResultsError`` when malformed."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"dataset file {path} does not exist; check --dataset") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ResultsError(f"dataset file {path} is not valid JSON ({type(err).__name__}); check the file") from None
-    if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
-        raise ResultsError(f"dataset file {path} has no 'videos' list; pass a YouTube-VIS-format json")
-    if not isinstance(data.get("categories"), list) or not data["categories"]:
-        raise ResultsError(f"dataset file {path} has no 'categories'; pass a YouTube-VIS-format json")
-    videos = []
-    for i, video in enumerate(data["videos"]):
-        if not isinstance(video, dict) or not isinstance(video.get("id"), int) or not video.get("file_names"):
-            raise ResultsError(f"{path}: videos[{i}] needs an integer 'id' and a non-empty 'file_names' list")
-        videos.append(DatasetVideo(int(video["id"]), tuple(str(f) for f in video["file_names"])))
-    try:
-        categories = sorted((int(c["id"]), str(c["name"])) for c in data["categories"])
-    except (KeyError, TypeError, ValueError):
-        raise ResultsError(f"{path}: every category needs an integer 'id' and a 'name'") from None
+    """Parse the parts of a dataset json that inference needs; one-line ``ResultsError`` when malformed.
+
+    Checked with the other dataset readers (``ovformer_core.io.dataset_json.check_dataset``): unique
+    video and category ids, category names, and frame file names that stay inside the frames root.
+    """
+    data = read_json(path, "dataset file", ResultsError)
+    check_dataset(
+        data,
+        f"dataset file {path}",
+        ResultsError,
+        need_file_names=True,
+        need_sizes=False,
+        need_category_names=True,
+        need_categories=True,
+        need_annotations=False,
+    )
+    videos = tuple(DatasetVideo(int(video["id"]), tuple(video["file_names"])) for video in data["videos"])
+    categories = sorted((int(c["id"]), c["name"]) for c in data["categories"])
     return Dataset(
-        videos=tuple(videos),
+        videos=videos,
         category_ids=tuple(c[0] for c in categories),
         category_names=tuple(c[1] for c in categories),
     )
@@ -141,6 +140,11 @@ def merge_parts(dataset: Dataset, results_path: str | os.PathLike[str]) -> int:
     if missing:
         raise ResultsError(f"{len(missing)} videos have no results yet (e.g. {missing[0]}); run again to finish them")
     for video in dataset.videos:
-        entries.extend(json.loads((parts / f"{video.video_id}.json").read_text()))
+        part = read_json(parts / f"{video.video_id}.json", "partial result", ResultsError)
+        if not isinstance(part, list):
+            raise ResultsError(
+                f"partial result {parts / f'{video.video_id}.json'} is not a list; delete it and run again"
+            )
+        entries.extend(part)
     write_text_atomic(results_path, json.dumps(entries))
     return len(entries)

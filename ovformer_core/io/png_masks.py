@@ -23,6 +23,7 @@ import numpy as np
 
 from ovformer_core.errors import OutputError, ResultsError
 from ovformer_core.io.atomic import atomic_dir
+from ovformer_core.io.json_input import read_json
 from ovformer_core.io.results import VideoResult
 
 #: Name of the legend file; its presence also marks a folder as ours (safe to replace).
@@ -76,10 +77,10 @@ def read_png_masks(folder: str | os.PathLike[str]) -> tuple[list[int], np.ndarra
         ``(frame_indices, ids)`` with ``ids`` uint16 ``[T, H, W]``.
     """
     folder = Path(folder)
+    legend = read_json(folder / LEGEND_NAME, "PNG mask legend", ResultsError)
     try:
-        legend = json.loads((folder / LEGEND_NAME).read_text(encoding="utf-8"))
         frame_indices = [int(i) for i in legend["frame_indices"]]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError) as err:
         raise ResultsError(f"{folder} is not a PNG mask folder written by ovformer ({err})") from err
     masks = [read_png(folder / f"{index:06d}.png").astype(np.uint16) for index in frame_indices]
     return frame_indices, np.stack(masks)

@@ -30,8 +30,10 @@ import numpy as np
 
 from ovformer_core.errors import ResultsError
 from ovformer_core.io.atomic import write_text_atomic
+from ovformer_core.io.dataset_json import MAX_ID, MAX_VIDEO_FRAMES, check_ids
 from ovformer_core.io.decode_report import DecodeReport
-from ovformer_core.io.rle import Rle, decode_rle, encode_rles, invalid_rles, rle_area, rle_bbox
+from ovformer_core.io.json_input import brief, finite_float, read_json
+from ovformer_core.io.rle import Rle, decode_rle, encode_rles, first_bad_rle, frame_size_problem, rle_area, rle_bbox
 
 #: ``format`` value of the full ovformer result file, and its schema version.
 RESULT_FORMAT = "ovformer-results"
@@ -217,9 +219,18 @@ class VideoResult:
 
 
 def _result_problem(result: VideoResult) -> str | None:
-    """What is inconsistent in ``result``, or None."""
-    if result.width < 1 or result.height < 1:
-        return f"frame size {result.width}x{result.height} is not positive"
+    """What is inconsistent in ``result``, or None.
+
+    Checks the invariants every consumer relies on: a frame size a video can have, one strictly
+    increasing frame index per frame, unique track ids >= 1, finite scores in [0, 1], one segmentation
+    per frame, and every mask a well-formed RLE of the frame size (checked in bulk: ``first_bad_rle``).
+    """
+    size_problem = frame_size_problem(result.height, result.width)
+    if size_problem is not None:
+        return f"frame size {size_problem}"
+    fps = finite_float(result.fps)
+    if fps is None or fps <= 0:
+        return f"fps {brief(result.fps)} is not a positive number"
     if len(result.frame_indices) != result.num_frames:
         return f"{len(result.frame_indices)} frame indices for {result.num_frames} frames"
     if any(b <= a for a, b in zip(result.frame_indices, result.frame_indices[1:], strict=False)):
@@ -232,104 +243,172 @@ def _result_problem(result: VideoResult) -> str | None:
         if any(b <= a for a, b in zip(result.frame_times, result.frame_times[1:], strict=False)):
             return "frame times are not strictly increasing"
     seen: set[int] = set()
+    counts: list[str] = []
+    owners: list[tuple[int, int]] = []
     for track in result.tracks:
         if track.track_id < 1:
             return f"track id {track.track_id} is below 1 (0 is the background of PNG masks)"
         if track.track_id in seen:
             return f"track id {track.track_id} appears twice"
         seen.add(track.track_id)
+        score = finite_float(track.score)
+        if score is None or not 0 <= score <= 1:
+            return f"track {track.track_id} score {brief(track.score)} is not a number in [0, 1]"
         if track.num_frames != result.num_frames:
             return f"track {track.track_id} has {track.num_frames} segmentations for {result.num_frames} frames"
-        present = [(t, rle) for t, rle in enumerate(track.segmentations) if rle is not None]
-        malformed = invalid_rles([rle for _, rle in present])  # one pass: results hold 100,000s of masks
-        for (t, rle), bad in zip(present, malformed, strict=True):
-            if bad:
+        for t, rle in enumerate(track.segmentations):
+            if rle is None:
+                continue
+            if not isinstance(rle, dict) or not isinstance(rle.get("counts"), str):
                 return f"track {track.track_id} frame {t} is not a compressed RLE with string counts"
-            if list(rle["size"]) != [result.height, result.width]:
-                return (
-                    f"track {track.track_id} frame {t} mask is {rle['size'][1]}x{rle['size'][0]}, "
-                    f"not {result.width}x{result.height}"
-                )
+            size = rle.get("size")
+            if size != [result.height, result.width]:
+                shown = f"{size[1]}x{size[0]}" if isinstance(size, list) and len(size) == 2 else brief(size)
+                return f"track {track.track_id} frame {t} mask is {shown}, not {result.width}x{result.height}"
+            counts.append(rle["counts"])
+            owners.append((track.track_id, t))
+    bad = first_bad_rle(counts, result.height * result.width)
+    if bad is not None:
+        track_id, t = owners[bad.index]
+        return f"track {track_id} frame {t} has a bad RLE: {bad.reason}"
     return None
 
 
-def _require(data: Any, key: str, kinds: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(data, dict) or key not in data:
+#: Lowest and highest frame rate a result may claim. The overlay writes its rate as an FFmpeg rational
+#: (32-bit numerator and denominator) with a denominator of at most 1001 (``io/overlay.py``), so a slower
+#: rate rounds to zero and a faster one overflows the numerator.
+MIN_FPS = 1 / 1001
+MAX_FPS = (2**31 - 1) / 1001
+#: Highest track id a result file may hold: PNG id masks (``io/png_masks.py``) store ids as 16-bit pixels,
+#: so a larger one could be segmented but not exported.
+MAX_TRACK_ID = 2**16 - 1
+#: Deepest nesting of ``metadata`` objects and lists: written results nest two levels; a deeper one
+#: would only be a way to make writing the file back fail.
+MAX_METADATA_DEPTH = 32
+
+
+def _fail(where: str, message: str) -> ResultsError:
+    return ResultsError(f"{where}: {message}; re-run `ovformer segment` or fix the file")
+
+
+def _get(data: dict[str, Any], key: str, where: str) -> Any:
+    if key not in data:
         raise ResultsError(f"{where}: missing key '{key}'; pass a file written by `ovformer segment`")
-    value = data[key]
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in _as_tuple(kinds)):
-        raise ResultsError(f"{where}: '{key}' has the wrong type ({type(value).__name__})")
+    return data[key]
+
+
+def _text(data: dict[str, Any], key: str, where: str) -> str:
+    value = _get(data, key, where)
+    if not isinstance(value, str):
+        raise _fail(where, f"'{key}' has the wrong type ({type(value).__name__}), not a string")
     return value
 
 
-def _as_tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kinds if isinstance(kinds, tuple) else (kinds,)
+def _integer(data: dict[str, Any], key: str, where: str, low: int, high: int) -> int:
+    value = _get(data, key, where)
+    if not (isinstance(value, int) and not isinstance(value, bool)):
+        raise _fail(where, f"'{key}' has the wrong type ({type(value).__name__}), not an integer")
+    if not low <= value <= high:
+        raise _fail(where, f"'{key}' is {brief(value)}, outside [{low}, {high}]")
+    return value
 
 
-def _track_from_dict(data: Any, where: str) -> Track:
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """True if lists/objects in ``value`` nest deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _track_from_dict(data: Any, where: str, num_categories: int) -> Track:
     if not isinstance(data, dict):
-        raise ResultsError(f"{where}: a track must be an object, got {type(data).__name__}")
-    segmentations = _require(data, "segmentations", list, where)
-    present = [t for t, rle in enumerate(segmentations) if rle is not None]
-    malformed = invalid_rles([segmentations[t] for t in present])
-    if malformed.any():
-        raise ResultsError(
-            f"{where}: frame {present[int(np.argmax(malformed))]} is not a well-formed compressed RLE "
-            "({size, counts}) or null; re-run `ovformer segment` to regenerate the file"
-        )
+        raise _fail(where, f"a track must be an object, not {type(data).__name__}")
+    segmentations = _get(data, "segmentations", where)
+    if not isinstance(segmentations, list):
+        raise _fail(where, f"'segmentations' has the wrong type ({type(segmentations).__name__}), not a list")
+    score = _get(data, "score", where)
+    if not isinstance(score, (int, float)) or isinstance(score, bool):
+        raise _fail(where, f"'score' has the wrong type ({type(score).__name__}), not a number")
+    if not 0 <= score <= 1:
+        raise _fail(where, f"score {brief(score)} is not a number in [0, 1]")
     return Track(
-        track_id=_require(data, "track_id", int, where),
-        label=_require(data, "label", int, where),
-        category_name=_require(data, "category_name", str, where),
-        category_id=_require(data, "category_id", int, where),
-        score=float(_require(data, "score", (int, float), where)),
+        track_id=_integer(data, "track_id", where, 1, MAX_TRACK_ID),
+        label=_integer(data, "label", where, 0, max(num_categories - 1, 0)),
+        category_name=_text(data, "category_name", where),
+        category_id=_integer(data, "category_id", where, -MAX_ID - 1, MAX_ID),
+        score=float(score),
         segmentations=segmentations,
     )
 
 
 def _video_result_from_dict(data: Any, where: str) -> VideoResult:
     if not isinstance(data, dict):
-        raise ResultsError(f"{where}: a video result must be an object, got {type(data).__name__}")
-    tracks = [
-        _track_from_dict(track, f"{where} track {i}") for i, track in enumerate(_require(data, "tracks", list, where))
-    ]
-    categories = _require(data, "categories", list, where)
-    for category in categories:
-        _require(category, "id", int, f"{where} categories")
-        _require(category, "name", str, f"{where} categories")
-    frame_indices = _require(data, "frame_indices", list, where)
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in frame_indices):
-        raise ResultsError(f"{where}: 'frame_indices' must be a list of integers")
+        raise _fail(where, f"a video result must be an object, not {type(data).__name__}")
+    width, height = _integer(data, "width", where, 1, MAX_ID), _integer(data, "height", where, 1, MAX_ID)
+    size_problem = frame_size_problem(height, width)
+    if size_problem is not None:
+        raise _fail(where, f"frame size {size_problem}")
+    fps = _get(data, "fps", where)
+    if not isinstance(fps, (int, float)) or isinstance(fps, bool):
+        raise _fail(where, f"'fps' has the wrong type ({type(fps).__name__}), not a number")
+    if finite_float(fps) is None or not MIN_FPS <= fps <= MAX_FPS:
+        raise _fail(where, f"fps {brief(fps)} is not a frame rate in [1/1001, {MAX_FPS:.0f}]")
+    num_frames = _integer(data, "num_frames", where, 0, MAX_VIDEO_FRAMES)
+    frame_indices = _get(data, "frame_indices", where)
+    if not isinstance(frame_indices, list) or not all(type(i) is int for i in frame_indices):
+        raise _fail(where, "'frame_indices' must be a list of integers")
+    if frame_indices and (min(frame_indices) < 0 or max(frame_indices) > MAX_VIDEO_FRAMES):
+        raise _fail(where, f"'frame_indices' must lie in [0, {MAX_VIDEO_FRAMES}]")
+    categories = _get(data, "categories", where)
+    if not isinstance(categories, list):
+        raise _fail(where, "'categories' must be a list of {id, name}")
+    check_ids(categories, "categories", ResultsError, where, required=True)
+    for i, category in enumerate(categories):
+        if not isinstance(category.get("name"), str):
+            raise _fail(where, f"categories[{i}] needs a string 'name'")
+    metadata = _get(data, "metadata", where)
+    if not isinstance(metadata, dict):
+        raise _fail(where, f"'metadata' has the wrong type ({type(metadata).__name__}), not an object")
+    if _nesting_exceeds(metadata, MAX_METADATA_DEPTH):
+        raise _fail(where, f"'metadata' nests deeper than {MAX_METADATA_DEPTH} levels")
+    tracks_data = _get(data, "tracks", where)
+    if not isinstance(tracks_data, list):
+        raise _fail(where, f"'tracks' has the wrong type ({type(tracks_data).__name__}), not a list")
+    tracks = [_track_from_dict(track, f"{where} track {i}", len(categories)) for i, track in enumerate(tracks_data)]
     frame_times = data.get("frame_times")
     if frame_times is not None:
         if not isinstance(frame_times, list) or not all(
-            isinstance(t, (int, float)) and not isinstance(t, bool) for t in frame_times
+            isinstance(t, (int, float)) and not isinstance(t, bool) and finite_float(t) is not None for t in frame_times
         ):
-            raise ResultsError(f"{where}: 'frame_times' must be a list of numbers (seconds)")
-        try:
-            frame_times = [float(t) for t in frame_times]
-        except OverflowError:
-            raise ResultsError(f"{where}: 'frame_times' holds a number too large for seconds") from None
+            raise _fail(where, "'frame_times' must be a list of finite numbers (seconds)")
+        frame_times = [float(t) for t in frame_times]
     decode = data.get("decode")
     try:
         return VideoResult(
-            video_name=_require(data, "video_name", str, where),
-            video_path=_require(data, "video_path", str, where),
-            video_id=_require(data, "video_id", int, where),
-            width=_require(data, "width", int, where),
-            height=_require(data, "height", int, where),
-            num_frames=_require(data, "num_frames", int, where),
-            fps=float(_require(data, "fps", (int, float), where)),
+            video_name=_text(data, "video_name", where),
+            video_path=_text(data, "video_path", where),
+            video_id=_integer(data, "video_id", where, -MAX_ID - 1, MAX_ID),
+            width=width,
+            height=height,
+            num_frames=num_frames,
+            fps=float(fps),
             frame_indices=frame_indices,
             tracks=tracks,
             categories=[{"id": c["id"], "name": c["name"]} for c in categories],
-            model_id=_require(data, "model_id", str, where),
-            metadata=_require(data, "metadata", dict, where),
+            model_id=_text(data, "model_id", where),
+            metadata=metadata,
             frame_times=frame_times,
             decode=None if decode is None else DecodeReport.from_dict(decode, f"{where} decode"),
         )
     except ValueError as err:
-        raise ResultsError(f"{where}: {str(err).split(': ', 1)[-1]}") from err
+        raise _fail(where, str(err).split(": ", 1)[-1]) from err
 
 
 def _dumps(value: Any) -> str:
@@ -351,22 +430,6 @@ def write_result_json(path: str | os.PathLike[str], results: VideoResult | Seque
     write_text_atomic(path, _dumps(document))
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise ResultsError(f"{path} does not exist; pass a results file written by `ovformer segment`") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ResultsError(f"cannot read {path} ({err}); pass a readable results file") from err
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ResultsError(
-            f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
-            "pass a file written by `ovformer segment`"
-        ) from err
-
-
 def load_results(path: str | os.PathLike[str]) -> list[VideoResult]:
     """Read a full ovformer result file (all its videos).
 
@@ -375,7 +438,7 @@ def load_results(path: str | os.PathLike[str]) -> list[VideoResult]:
             or any entry is malformed.
     """
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path, "result file", ResultsError)
     if isinstance(data, list):
         raise ResultsError(
             f"{path} is a list (a YouTube-VIS results file?), not a full ovformer result; "
@@ -385,11 +448,19 @@ def load_results(path: str | os.PathLike[str]) -> list[VideoResult]:
         raise ResultsError(f"{path} is not an ovformer result file; pass a file written by `ovformer segment`")
     if data.get("version") != RESULT_VERSION:
         raise ResultsError(
-            f"{path} has result format version {data.get('version')!r}, this ovformer reads version "
+            f"{path} has result format version {brief(data.get('version'))}, this ovformer reads version "
             f"{RESULT_VERSION}; re-run `ovformer segment` or upgrade ovformer"
         )
-    videos = _require(data, "videos", list, str(path))
-    return [_video_result_from_dict(video, f"{path} video {i}") for i, video in enumerate(videos)]
+    videos = _get(data, "videos", str(path))
+    if not isinstance(videos, list):
+        raise _fail(str(path), "'videos' must be a list")
+    results = [_video_result_from_dict(video, f"{path} video {i}") for i, video in enumerate(videos)]
+    seen: dict[int, int] = {}
+    for i, result in enumerate(results):
+        if result.video_id in seen:
+            raise _fail(str(path), f"video id {result.video_id} appears twice (videos {seen[result.video_id]} and {i})")
+        seen[result.video_id] = i
+    return results
 
 
 def load_result(path: str | os.PathLike[str]) -> VideoResult:

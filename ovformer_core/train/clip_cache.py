@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ovformer_core.errors import OVFormerError, TrainingError
 from ovformer_core.io.atomic import atomic_path
+from ovformer_core.io.json_input import parse_json_text
 from ovformer_core.io.precomputed import first_line, load_clip_features
 from ovformer_core.model.clip import ClipFrameEncoder
 
@@ -219,8 +220,8 @@ class ClipEmbeddingCache:
         if metadata.get("version") != CACHE_VERSION:
             raise TrainingError(f"CLIP embedding cache {path} has layout version {metadata.get('version')}; {rebuild}")
         try:
-            names = json.loads(metadata.get("file_names", ""))
-        except json.JSONDecodeError:
+            names = parse_json_text(metadata.get("file_names", ""), f"CLIP embedding cache {path}", TrainingError)
+        except TrainingError:
             names = None
         if (
             not isinstance(names, list)

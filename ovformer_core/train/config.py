@@ -8,10 +8,8 @@ keys are rejected, so a typo cannot silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from ovformer_core.config import (
@@ -23,6 +21,8 @@ from ovformer_core.config import (
     swinb_config,
 )
 from ovformer_core.errors import TrainingError
+from ovformer_core.io.json_input import brief, read_json
+from ovformer_core.io.paths import input_path_problem
 from ovformer_core.train.augment import ImageAugmentConfig, VideoAugmentConfig
 from ovformer_core.train.criterion import LossConfig
 from ovformer_core.train.optim import OptimConfig, lvis_image_recipe, lvvis_video_recipe
@@ -183,7 +183,7 @@ def config_from_overrides(overrides: dict[str, Any]) -> TrainConfig:
     overrides = dict(overrides)
     name = overrides.pop("recipe", "r50-lvvis")
     if not isinstance(name, str):
-        raise TrainingError(f"'recipe' must be one of {', '.join(RECIPES)}, got {name!r}")
+        raise TrainingError(f"'recipe' must be one of {', '.join(RECIPES)}, got {brief(name)}")
     merged = _merge(recipe(name).to_dict(), overrides, "config")
     try:
         return TrainConfig.from_dict(merged)
@@ -199,15 +199,12 @@ def read_config_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         OVFormerError: missing file, invalid JSON, or not a JSON object.
     """
-    path = Path(path)
-    if not path.is_file():
+    problem = input_path_problem(path, "file")
+    if problem is not None:
         raise TrainingError(
-            f"training config {path} does not exist; start from `ovformer train --print-config r50-lvvis`"
+            f"training config {path} {problem} (or start from `ovformer train --print-config r50-lvvis`)"
         )
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TrainingError(f"training config {path} is not valid JSON ({err})") from None
+    data = read_json(path, "training config", TrainingError)
     if not isinstance(data, dict):
         raise TrainingError(f"training config {path} must hold a JSON object")
     return data

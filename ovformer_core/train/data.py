@@ -16,7 +16,6 @@ once rather than hours in; pixels are decoded only when a clip is loaded.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,8 +27,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 
 from ovformer_core.errors import TrainingError
+from ovformer_core.io.dataset_json import check_dataset, file_name_problem, is_id
+from ovformer_core.io.json_input import brief, read_json
 from ovformer_core.io.results import RESULT_FORMAT
-from ovformer_core.io.rle import decode_rle, is_valid_rle
+from ovformer_core.io.rle import decode_rle, first_bad_rle, polygon_problem, rle_problem
 
 #: One frame's mask: COCO polygons, or an RLE (compressed ``str`` counts or uncompressed ``list`` counts).
 Segmentation = list[list[float]] | dict[str, Any]
@@ -122,13 +123,6 @@ def _field(record: Any, key: str, where: str) -> Any:
     return record[key]
 
 
-def _int_field(record: dict[str, Any], key: str, where: str, minimum: int) -> int:
-    value = _field(record, key, where)
-    if not _is_int(value) or value < minimum:
-        raise TrainingError(f"{where} has '{key}' {value!r}; it must be an integer >= {minimum}")
-    return value
-
-
 def _check_segmentation(seg: Any, height: int, width: int, where: str) -> Segmentation | None:
     """One frame's segmentation, checked; ``None`` when absent.
 
@@ -141,26 +135,23 @@ def _check_segmentation(seg: Any, height: int, width: int, where: str) -> Segmen
     if not seg:
         return None
     if isinstance(seg, list):
-        if not all(isinstance(poly, list) and all(isinstance(v, (int, float)) for v in poly) for poly in seg):
-            raise TrainingError(
-                f"{where}: a polygon segmentation must be a list of [x0, y0, x1, y1, ...] lists; fix the annotation"
-            )
+        problem = polygon_problem(seg, height, width)
+        if problem is not None:
+            raise TrainingError(f"{where}: the segmentation {problem}; fix the annotation")
         polygons = [poly for poly in seg if len(poly) % 2 == 0 and len(poly) >= _MIN_POLYGON_COORDS]
         return polygons or None
     if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
         raise TrainingError(f"{where}: segmentation is neither a polygon list nor an RLE with 'size' and 'counts'")
     size = seg["size"]
     if not isinstance(size, list) or len(size) != 2 or not all(_is_int(v) for v in size):
-        raise TrainingError(f"{where}: RLE 'size' {size!r} must be [height, width]; fix the annotation")
+        raise TrainingError(f"{where}: RLE 'size' {brief(size)} must be [height, width]; fix the annotation")
     if size != [height, width]:
         raise TrainingError(
             f"{where}: RLE size {size[0]}x{size[1]} differs from the frame size {height}x{width}; fix the annotation"
         )
     counts = seg["counts"]
     if isinstance(counts, str):
-        if not counts:
-            raise TrainingError(f"{where}: RLE 'counts' is empty; fix the annotation")
-        return seg
+        return seg  # checked with all the others at once (``_check_compressed_masks``)
     if isinstance(counts, list):
         if not all(_is_int(c) and c >= 0 for c in counts) or sum(counts) != height * width:
             raise TrainingError(
@@ -170,62 +161,27 @@ def _check_segmentation(seg: Any, height: int, width: int, where: str) -> Segmen
     raise TrainingError(f"{where}: RLE 'counts' must be a string or a list of run lengths")
 
 
-def _read_json(json_path: Path) -> dict[str, Any]:
-    if not json_path.is_file():
-        raise TrainingError(f"training annotation file {json_path} does not exist; check data.train_json")
-    try:
-        data = json.loads(json_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TrainingError(
-            f"training annotation file {json_path} is not valid JSON ({err}); fix or replace it"
-        ) from None
-    if not isinstance(data, dict):
-        raise TrainingError(f"training annotation file {json_path} must hold a JSON object")
-    return data
-
-
-def _read_categories(data: dict[str, Any], where: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
-    categories = _field(data, "categories", where)
-    if not isinstance(categories, list) or not categories:
-        raise TrainingError(f"{where}: 'categories' must be a non-empty list; fix the annotation file")
-    by_id: dict[int, str] = {}
-    for cat in categories:
-        cat_id = _field(cat, "id", f"{where}: a category")
-        if not _is_int(cat_id):
-            raise TrainingError(f"{where}: category id {cat_id!r} is not an integer; fix the annotation file")
-        if cat_id in by_id:
-            raise TrainingError(f"{where}: category id {cat_id} appears twice; fix the annotation file")
-        by_id[cat_id] = str(_field(cat, "name", f"{where}: category {cat_id}"))
+def _read_categories(data: dict[str, Any]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Category ids in ascending order and their names (the file is already checked)."""
+    by_id = {int(cat["id"]): str(cat["name"]) for cat in data["categories"]}
     ids = tuple(sorted(by_id))
     return ids, tuple(by_id[i] for i in ids)
 
 
 def _category_idx(ann: dict[str, Any], idx_of: dict[int, int], where: str) -> int:
     cat_id = _field(ann, "category_id", where)
-    if cat_id not in idx_of:
-        raise TrainingError(f"{where} has category id {cat_id!r}, which 'categories' does not list; fix the file")
+    if not is_id(cat_id) or cat_id not in idx_of:
+        raise TrainingError(f"{where} has category id {brief(cat_id)}, which 'categories' does not list; fix the file")
     return idx_of[cat_id]
 
 
-def _records_by_id(records: Any, key: str, where: str) -> dict[int, dict[str, Any]]:
-    if not isinstance(records, list):
-        raise TrainingError(f"{where}: '{key}' must be a list; fix the annotation file")
-    by_id: dict[int, dict[str, Any]] = {}
-    for record in records:
-        record_id = _field(record, "id", f"{where}: an entry of '{key}'")
-        if not _is_int(record_id):
-            raise TrainingError(f"{where}: '{key}' id {record_id!r} is not an integer; fix the annotation file")
-        if record_id in by_id:
-            raise TrainingError(f"{where}: '{key}' id {record_id} appears twice; fix the annotation file")
-        by_id[record_id] = record
-    return by_id
+def _records_by_id(records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Records by id (ids already checked unique by ``check_dataset``)."""
+    return {int(record["id"]): record for record in records}
 
 
-def _annotations(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    annotations = data.get("annotations", [])
-    if not isinstance(annotations, list):
-        raise TrainingError(f"{where}: 'annotations' must be a list; fix the annotation file")
-    return annotations
+def _annotations(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return data.get("annotations", [])
 
 
 def _group_by_owner(
@@ -236,8 +192,10 @@ def _group_by_owner(
     for position, ann in enumerate(annotations):
         ann_where = f"{where}: annotation {ann.get('id', position) if isinstance(ann, dict) else position}"
         owner = _field(ann, owner_key, ann_where)
-        if owner not in grouped:
-            raise TrainingError(f"{ann_where} has {owner_key} {owner!r}, which the file does not list; fix the file")
+        if not is_id(owner) or owner not in grouped:
+            raise TrainingError(
+                f"{ann_where} has {owner_key} {brief(owner)}, which the file does not list; fix the file"
+            )
         # The official loaders skip crowd regions: they are not objects to find.
         if ann.get("iscrowd", 0):
             continue
@@ -246,22 +204,13 @@ def _group_by_owner(
 
 
 def _read_videos(data: dict[str, Any], root: Path, idx_of: dict[int, int], where: str) -> list[TrainVideo]:
-    videos = _records_by_id(data["videos"], "videos", where)
-    grouped = _group_by_owner(_annotations(data, where), "video_id", videos, where)
+    videos = _records_by_id(data["videos"])
+    grouped = _group_by_owner(_annotations(data), "video_id", videos, where)
     result = []
     for video_id in sorted(videos):
         record = videos[video_id]
-        video_where = f"{where}: video {video_id}"
-        file_names = _field(record, "file_names", video_where)
-        if not isinstance(file_names, list) or not file_names or not all(isinstance(f, str) for f in file_names):
-            raise TrainingError(f"{video_where}: 'file_names' must be a non-empty list of frame paths")
-        length = record.get("length", len(file_names))
-        if length != len(file_names):
-            raise TrainingError(
-                f"{video_where} has 'length' {length!r} but {len(file_names)} file names; fix the annotation file"
-            )
-        height = _int_field(record, "height", video_where, 1)
-        width = _int_field(record, "width", video_where, 1)
+        file_names = record["file_names"]
+        height, width = int(record["height"]), int(record["width"])
         instances = []
         for position, ann in grouped[video_id]:
             ann_where = f"{where}: annotation {ann.get('id', position)}"
@@ -292,24 +241,26 @@ def _read_videos(data: dict[str, Any], root: Path, idx_of: dict[int, int], where
 
 def _image_file_name(record: dict[str, Any], where: str) -> str:
     name = record.get("file_name")
-    if isinstance(name, str) and name:
-        return name
-    url = record.get("coco_url")
-    if isinstance(url, str) and url.count("/") >= _COCO_URL_PARTS:
-        return "/".join(url.rstrip("/").split("/")[-_COCO_URL_PARTS:])
-    raise TrainingError(f"{where} has neither 'file_name' nor 'coco_url'; add the image's file name")
+    if name is None:
+        url = record.get("coco_url")
+        if not (isinstance(url, str) and url.count("/") >= _COCO_URL_PARTS):
+            raise TrainingError(f"{where} has neither 'file_name' nor 'coco_url'; add the image's file name")
+        name = "/".join(url.rstrip("/").split("/")[-_COCO_URL_PARTS:])
+    problem = file_name_problem(name)
+    if problem is not None:
+        raise TrainingError(f"{where}: file name {problem}")
+    return str(name)
 
 
 def _read_images(data: dict[str, Any], root: Path, idx_of: dict[int, int], where: str) -> list[TrainVideo]:
-    images = _records_by_id(data["images"], "images", where)
-    grouped = _group_by_owner(_annotations(data, where), "image_id", images, where)
+    images = _records_by_id(data["images"])
+    grouped = _group_by_owner(_annotations(data), "image_id", images, where)
     result = []
     for image_id in sorted(images):
         record = images[image_id]
         image_where = f"{where}: image {image_id}"
         file_name = _image_file_name(record, image_where)
-        height = _int_field(record, "height", image_where, 1)
-        width = _int_field(record, "width", image_where, 1)
+        height, width = int(record["height"]), int(record["width"])
         instances = []
         for position, ann in grouped[image_id]:
             ann_where = f"{where}: annotation {ann.get('id', position)}"
@@ -327,6 +278,28 @@ def _read_images(data: dict[str, Any], root: Path, idx_of: dict[int, int], where
             )
         )
     return result
+
+
+def _check_compressed_masks(videos: Sequence[TrainVideo], where: str) -> None:
+    """Every compressed RLE of every instance, checked in one pass (``first_bad_rle``).
+
+    Raises:
+        TrainingError: naming the item and frame of the first bad mask.
+    """
+    counts: list[str] = []
+    pixels: list[int] = []
+    owners: list[tuple[int, int]] = []
+    for video in videos:
+        for instance in video.instances:
+            for frame, seg in enumerate(instance.segmentations):
+                if isinstance(seg, dict) and isinstance(seg["counts"], str):
+                    counts.append(seg["counts"])
+                    pixels.append(video.height * video.width)
+                    owners.append((video.video_id, frame))
+    bad = first_bad_rle(counts, np.array(pixels, dtype=np.int64))
+    if bad is not None:
+        video_id, frame = owners[bad.index]
+        raise TrainingError(f"{where}: item {video_id} frame {frame} has a bad RLE: {bad.reason}; fix the annotation")
 
 
 def _check_files_exist(videos: Iterable[TrainVideo], json_path: Path, root: Path) -> None:
@@ -359,25 +332,29 @@ def read_train_dataset(
     """
     json_path, root = Path(json_path), Path(root)
     where = str(json_path)
-    data = _read_json(json_path)
-    if data.get("format") == RESULT_FORMAT:
+    data = read_json(json_path, "training annotation file", TrainingError)
+    if isinstance(data, dict) and data.get("format") == RESULT_FORMAT:
         raise TrainingError(
             f"{where} is an ovformer result, not training annotations; make them with "
             f"`ovformer dataset from-results {json_path} --out DIR` and train on DIR/annotations.json with "
             "data.train_root DIR/frames"
         )
-    category_ids, category_names = _read_categories(data, where)
+    section = check_dataset(
+        data,
+        where,
+        TrainingError,
+        need_file_names=True,
+        need_sizes=True,
+        need_category_names=True,
+        need_categories=True,
+        need_annotations=False,
+        allow_images=True,
+    )
+    category_ids, category_names = _read_categories(data)
     idx_of = {cat_id: idx for idx, cat_id in enumerate(category_ids)}
-    if "videos" in data:
-        is_image = False
-        videos = _read_videos(data, root, idx_of, where)
-    elif "images" in data:
-        is_image = True
-        videos = _read_images(data, root, idx_of, where)
-    else:
-        raise TrainingError(
-            f"{where} has neither 'videos' (YouTube-VIS format) nor 'images' (COCO/LVIS format); give a training json"
-        )
+    is_image = section == "images"
+    videos = (_read_images if is_image else _read_videos)(data, root, idx_of, where)
+    _check_compressed_masks(videos, where)
     if filter_empty is None:
         filter_empty = is_image
     if filter_empty:
@@ -462,8 +439,9 @@ def decode_segmentation(seg: Segmentation, height: int, width: int) -> np.ndarra
     if isinstance(seg["counts"], list):
         return mask_utils.decode(mask_utils.frPyObjects(seg, height, width)).astype(bool)
     # pycocotools' C decoder trusts compressed counts; a malformed string would yield garbage pixels.
-    if not is_valid_rle(seg) or seg["size"] != [height, width]:
-        raise TrainingError(f"a compressed RLE mask of a {height}x{width} frame is malformed; fix the annotation")
+    problem = rle_problem(seg, height, width)
+    if problem is not None:
+        raise TrainingError(f"a compressed RLE mask of a {height}x{width} frame {problem}; fix the annotation")
     return decode_rle(seg)
 
 

@@ -75,7 +75,7 @@ def test_bad_dataset_is_one_line(tmp_path: Path, weights):
     (tmp_path / "frames").mkdir()
     outcome = runner.invoke(app, split_args(weights, bad, tmp_path, tmp_path / "r.json"))
     assert outcome.exit_code == 2
-    assert "videos[0] needs an integer 'id' and a non-empty 'file_names'" in outcome.output
+    assert "videos[0] (id 1) has no 'file_names'" in outcome.output
     assert not (tmp_path / "r.json").exists()
 
 

@@ -72,7 +72,7 @@ BAD_RESULTS = {
     "RLE with more pixels than the frame": (
         # runs 0, 1000: a 1000-pixel foreground run in a 600-pixel frame
         _frame(1, 0, {"size": [20, 30], "counts": "0Xo0"}),
-        ["results entry 1", "frame 0", "bad RLE", "more than the frame"],
+        ["results entry 1", "frame 0", "bad RLE", "run of 1000 pixels, more than the mask's 600"],
     ),
     "polygon": (_frame(0, 0, [[1.0, 1.0, 5.0, 1.0, 5.0, 5.0]]), ["results entry 0", "frame 0", "polygon"]),
     "entry not an object": (lambda results: results.__setitem__(1, [1, 2]), ["results entry 1", "not an object"]),
@@ -127,6 +127,15 @@ def _gt_without(path: tuple[Any, ...]) -> dict:
     return dataset
 
 
+def _gt_with(path: tuple[Any, ...], value: Any) -> dict:
+    dataset = tiny_dataset()
+    target: Any = dataset
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return dataset
+
+
 BAD_GT = {
     "no annotations": (_gt_without(("annotations",)), ["'annotations' is missing"]),
     "no videos": (_gt_without(("videos",)), ["'videos' is missing"]),
@@ -138,6 +147,27 @@ BAD_GT = {
     ),
     "annotation without id": (_gt_without(("annotations", 0, "id")), ["annotations[0]", "'id'"]),
     "category without id": (_gt_without(("categories", 2, "id")), ["categories[2]", "'id'"]),
+    "polygon far outside the frame": (
+        _gt_with(("annotations", 0, "segmentations", 1), [[0, 0, 1e300, 0, 5, 5]]),
+        ["annotations[0] (id 1) frame 1 has a polygon point far outside the 30x20 frame"],
+    ),
+    "polygon coordinate as text": (
+        _gt_with(("annotations", 0, "segmentations", 0), [[0, 0, "9", 0, 5, 5]]),
+        ["annotations[0] (id 1) frame 0 has a polygon coordinate that is not a number"],
+    ),
+    "area beyond a float": (
+        _gt_with(("annotations", 1, "areas"), [10**400, 1, None]),
+        ["annotations[1] (id 2) 'areas' must be a list of numbers or nulls"],
+    ),
+    "RLE runs short of the frame": (
+        _gt_with(("annotations", 1, "segmentations", 0), {"size": [20, 30], "counts": "0m0"}),
+        ["annotation id 2 frame 0 has a bad RLE: its runs cover 29 pixels, but the mask has 600"],
+    ),
+    "duplicate annotation id": (
+        _gt_with(("annotations", 1, "id"), 1),
+        ["annotation id 1 appears twice in 'annotations' (annotations[0] and annotations[1])"],
+    ),
+    "video height zero": (_gt_with(("videos", 0, "height"), 0), ["videos[0] (id 1) frame size (30 x 0)"]),
 }
 
 

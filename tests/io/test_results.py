@@ -188,7 +188,9 @@ def test_run_lengths_not_covering_the_frame_are_rejected(tmp_path: Path, make_re
     document["videos"][0]["tracks"][0]["segmentations"][2] = {"size": [24, 32], "counts": other["counts"]}
     with pytest.raises(ResultsError) as excinfo:
         load_result(_write(tmp_path / "r.json", document))
-    assert "track 0: frame 2" in str(excinfo.value) and "\n" not in str(excinfo.value)
+    message = str(excinfo.value)
+    assert "track 1 frame 2 has a bad RLE: its runs cover 30 pixels, but the mask has 768" in message
+    assert "\n" not in message
 
 
 def test_missing_result_file(tmp_path: Path) -> None:
@@ -202,3 +204,131 @@ def test_failed_write_leaves_no_file(tmp_path: Path, make_result: Callable) -> N
     with pytest.raises(ValueError):
         write_result_json(tmp_path / "r.json", broken)
     assert list(tmp_path.iterdir()) == []
+
+
+def _huge_rle(pixels: int) -> dict:
+    """A few characters that claim ``pixels`` background pixels (pycocotools counts are 32-bit)."""
+    groups, value = [], pixels
+    while True:
+        group, value = value & 0x1F, value >> 5
+        if value == 0 and not group & 0x10:
+            groups.append(group)
+            break
+        groups.append(group | 0x20)
+    return {"counts": "".join(chr(48 + g) for g in groups)}
+
+
+def _video(document: dict) -> dict:
+    return document["videos"][0]
+
+
+def _track(document: dict, index: int = 0) -> dict:
+    return document["videos"][0]["tracks"][index]
+
+
+def _deep(levels: int) -> dict:
+    value: dict = {}
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+# Each case edits a valid document; the message must name the entry and say what is wrong.
+EXPORT_CASES: dict[str, tuple[Callable[[dict], object], str]] = {
+    "score NaN in the file": (lambda d: _track(d).update(score=float("nan")), "contains NaN, which is not JSON"),
+    "score Infinity in the file": (lambda d: _track(d).update(score=float("inf")), "contains Infinity"),
+    "score above 1": (lambda d: _track(d, 1).update(score=1.5), "video 0 track 1: score 1.5 is not a number in [0, 1]"),
+    "negative score": (lambda d: _track(d).update(score=-0.1), "score -0.1 is not a number in [0, 1]"),
+    "score as text": (lambda d: _track(d).update(score="0.5"), "'score' has the wrong type (str)"),
+    "score huge integer": (lambda d: _track(d).update(score=10**400), "not a number in [0, 1]"),
+    "fps zero": (lambda d: _video(d).update(fps=0), "fps 0 is not a frame rate"),
+    "fps negative": (lambda d: _video(d).update(fps=-25.0), "fps -25.0 is not a frame rate"),
+    "fps absurd": (lambda d: _video(d).update(fps=1e300), "fps 1e+300 is not a frame rate"),
+    "frame size 1 TB": (
+        lambda d: _video(d).update(width=10**6, height=10**6),
+        "frame size 1000000x1000000 is larger than any frame a video can have",
+    ),
+    "frame size beyond int64": (lambda d: _video(d).update(width=2**70), "'width' is 1180591620717411303424"),
+    "zero width": (lambda d: _video(d).update(width=0), "'width' is 0, outside [1,"),
+    "num_frames absurd": (lambda d: _video(d).update(num_frames=10**12), "'num_frames' is 1000000000000, outside"),
+    "negative frame index": (lambda d: _video(d)["frame_indices"].__setitem__(0, -1), "must lie in [0, 2147483647]"),
+    "frame index beyond int32": (lambda d: _video(d)["frame_indices"].__setitem__(3, 2**40), "must lie in [0,"),
+    "bool frame index": (lambda d: _video(d)["frame_indices"].__setitem__(1, True), "list of integers"),
+    "frame indices decreasing": (lambda d: _video(d).update(frame_indices=[0, 2, 1, 3]), "not strictly increasing"),
+    "track id zero": (lambda d: _track(d).update(track_id=0), "'track_id' is 0, outside [1,"),
+    "track id beyond 16-bit PNG ids": (
+        lambda d: _track(d).update(track_id=70000),
+        "'track_id' is 70000, outside [1, 65535]",
+    ),
+    "label beyond the vocabulary": (lambda d: _track(d).update(label=2), "'label' is 2, outside [0, 1]"),
+    "category id bool": (lambda d: _track(d).update(category_id=False), "'category_id' has the wrong type (bool)"),
+    "duplicate category ids": (
+        lambda d: _video(d)["categories"][1].update(id=1),
+        "category id 1 appears twice in 'categories'",
+    ),
+    "category name missing": (lambda d: _video(d)["categories"][0].pop("name"), "categories[0] needs a string 'name'"),
+    "metadata too deep": (lambda d: _video(d).update(metadata=_deep(40)), "'metadata' nests deeper than 32 levels"),
+    "segmentations not a list": (lambda d: _track(d).update(segmentations="x"), "'segmentations' has the wrong type"),
+    "tracks not a list": (lambda d: _video(d).update(tracks={}), "'tracks' has the wrong type (dict)"),
+    "RLE counts not ASCII": (
+        lambda d: _track(d)["segmentations"][0].update(counts="é"),
+        "track 1 frame 0 has a bad RLE: its 'counts' string is not ASCII",
+    ),
+    "RLE claims a 1 TB mask": (
+        lambda d: [
+            _video(d).update(width=10**6, height=10**6),
+            *[seg.update(size=[10**6, 10**6], **_huge_rle(10**12)) for seg in _track(d)["segmentations"]],
+        ],
+        "larger than any frame a video can have",
+    ),
+    "RLE runs short of the frame": (
+        lambda d: _track(d)["segmentations"][1].update(**_huge_rle(24 * 32 - 1)),
+        "track 1 frame 1 has a bad RLE: its runs cover 767 pixels, but the mask has 768",
+    ),
+    "RLE runs beyond the frame": (
+        lambda d: _track(d)["segmentations"][1].update(**_huge_rle(2**31)),
+        "track 1 frame 1 has a bad RLE: it has a negative run length",
+    ),
+    "videos not a list": (lambda d: d.update(videos={"a": 1}), "'videos' must be a list"),
+    "COCO file instead": (lambda d: d.clear() or d.update(images=[], annotations=[]), "not an ovformer result file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPORT_CASES))
+def test_result_files_are_validated_on_load(tmp_path: Path, make_result: Callable, case: str) -> None:
+    document = _valid_document(make_result)
+    edit, expected = EXPORT_CASES[case]
+    edit(document)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(document))  # json.dumps writes NaN / Infinity as Python does
+    with pytest.raises(ResultsError) as excinfo:
+        load_results(path)
+    message = str(excinfo.value)
+    assert "\n" not in message and str(path) in message, message
+    assert expected in message, message
+
+
+def test_duplicate_video_ids_in_one_file(tmp_path: Path, make_result: Callable) -> None:
+    result, _ = make_result()
+    path = tmp_path / "two.json"
+    write_result_json(path, [result, dataclasses.replace(result, video_name="again")])
+    with pytest.raises(ResultsError, match="video id 1 appears twice \\(videos 0 and 1\\)"):
+        load_results(path)
+    write_result_json(path, [result, dataclasses.replace(result, video_id=2)])
+    assert [r.video_id for r in load_results(path)] == [1, 2]
+
+
+def test_a_claimed_terabyte_mask_is_refused_before_anything_that_size_exists(
+    tmp_path: Path, make_result: Callable
+) -> None:
+    import tracemalloc
+
+    document = _valid_document(make_result)
+    EXPORT_CASES["RLE claims a 1 TB mask"][0](document)
+    path = _write(tmp_path / "r.json", document)
+    tracemalloc.start()
+    with pytest.raises(ResultsError):
+        load_results(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 10 * 2**20  # the file is tiny, and so is everything allocated to refuse it

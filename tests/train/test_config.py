@@ -243,7 +243,7 @@ def test_load_missing_file_points_at_print_config(tmp_path: Path) -> None:
     ("text", "needle"),
     [
         ('{"recipe": "r50-lvvis",', "not valid JSON"),
-        ("", "not valid JSON"),
+        ("", "is empty"),
         ("[1, 2]", "JSON object"),
         ('"r50-lvvis"', "JSON object"),
     ],
@@ -262,7 +262,7 @@ def test_load_rejects_binary_garbage(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(TrainingError) as err:
         load_train_config(path)
-    assert "not valid JSON" in _one_line(err)
+    assert "not UTF-8" in _one_line(err)
 
 
 def test_load_rejects_unknown_keys_and_unchecked_values(tmp_path: Path) -> None:

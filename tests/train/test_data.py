@@ -256,7 +256,7 @@ def test_wrong_number_of_segmentations_is_a_training_error(tmp_path: Path) -> No
     [
         ({"size": [HEIGHT + 1, WIDTH], "counts": "abc"}, "differs from the frame size"),
         ({"size": [HEIGHT, WIDTH], "counts": [3, 4]}, "adding up to"),
-        ([0, 0, 3, 0, 3, 3], "list of [x0, y0"),
+        ([0, 0, 3, 0, 3, 3], "not a polygon list"),
         ("abc", "neither a polygon list nor an RLE"),
     ],
 )
@@ -394,7 +394,7 @@ def test_load_clip_rejects_wrong_frame_size_and_corrupt_masks(tmp_path: Path) ->
     )
     with pytest.raises(TrainingError) as excinfo:
         load_clip(corrupt, [1])
-    _assert_one_line_error(excinfo, "video 9 frame 1", "malformed")
+    _assert_one_line_error(excinfo, "video 9 frame 1", "cut off inside a number")
 
 
 def test_decode_segmentation_merges_several_polygons() -> None:

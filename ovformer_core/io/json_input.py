@@ -1,0 +1,185 @@
+"""The one reader of JSON inputs: results, ground truth, dataset files, vocabularies, training configs.
+
+Anything that is not plain, unambiguous JSON is refused with one line naming the file and, where it
+helps, the line and column: a path that cannot be read (see ``ovformer_core.io.paths``), bytes that are
+not UTF-8, invalid syntax, nesting deeper than the parser can follow, ``NaN`` / ``Infinity`` (Python
+extensions, not JSON), a number too large for a float (``1e999`` would silently become infinity) or too
+long for an integer, a key given twice in one object (parsers disagree on which one wins) and an
+unpaired UTF-16 surrogate escape (``"\\ud800"``, not a character: writing it back as UTF-8 fails). A
+UTF-8 byte-order mark is skipped (RFC 8259 section 8.1 allows a parser to ignore it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import reprlib
+import sys
+from typing import Any, NoReturn
+
+from ovformer_core.errors import OVFormerError
+from ovformer_core.io.paths import check_input_path
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+#: Byte-order marks of UTF-16 / UTF-32 (UTF-32-LE starts like UTF-16-LE).
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+#: How a lone surrogate can appear in parsed text: only through a ``\\uD800``-``\\uDFFF`` escape.
+_SURROGATE_ESCAPE_STARTS = ("\\ud8", "\\ud9", "\\uda", "\\udb", "\\udc", "\\udd", "\\ude", "\\udf")
+
+_brief = reprlib.Repr()
+_brief.maxstring = 40
+_brief.maxother = 40
+_brief.maxlong = 40
+_brief.maxlevel = 2
+_brief.maxlist = _brief.maxdict = _brief.maxtuple = 4
+
+
+def brief(value: Any) -> str:
+    """A short ``repr`` of a value taken from a user's file, safe to put in a one-line message.
+
+    Long strings, big numbers, long lists and deep nesting are cut (a plain ``repr`` of a hostile value
+    could be megabytes long or exceed the recursion limit).
+    """
+    return _brief.repr(value)
+
+
+def finite_float(value: Any) -> float | None:
+    """``value`` as a finite float when it is a real number (not a bool) that fits one, else None.
+
+    JSON integers can have thousands of digits; ``float()`` of those raises, so every number read from
+    a user's file goes through here before arithmetic.
+    """
+    if type(value) is float:  # the usual case, without the slower abstract-class checks below
+        return value if math.isfinite(value) else None
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return None
+    try:
+        converted = float(value)
+    except OverflowError:
+        return None
+    return converted if math.isfinite(converted) else None
+
+
+class _Refused(Exception):
+    """Raised by the parser hooks: the text is valid Python-JSON but not plain JSON."""
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise _Refused(f"contains {name}, which is not JSON; write null or a finite number instead")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _Refused(f"contains the number {text[:24]}, too large for a float; write a smaller number")
+    return value
+
+
+def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"has the key {brief(key)} twice in one object; keep one")
+            seen.add(key)
+    return obj
+
+
+def _has_lone_surrogate(text: str, parsed: Any) -> bool:
+    lowered = text.lower()
+    if not any(start in lowered for start in _SURROGATE_ESCAPE_STARTS):
+        return False
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 text of ``data`` (a leading UTF-8 BOM dropped); raises ``_Refused`` otherwise."""
+    if data.startswith(_UTF8_BOM):
+        data = data[len(_UTF8_BOM) :]
+    elif data.startswith(_WIDE_BOMS) or b"\x00" in data[:4]:
+        raise _Refused("is UTF-16 or UTF-32 text, not UTF-8; save it as UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise _Refused(f"is not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}); save it as UTF-8") from None
+
+
+def parse_json_text(data: str | bytes, where: str, error: type[OVFormerError]) -> Any:
+    """Parse JSON text, refusing anything that is not plain JSON (see the module docstring).
+
+    Args:
+        data: the text, or its UTF-8 bytes.
+        where: names the text in the message, e.g. ``"results file r.json"``.
+        error: the ``OVFormerError`` subclass to raise.
+
+    Raises:
+        error: ``"<where> <what is wrong>; <what to do>"``.
+    """
+    try:
+        text = data if isinstance(data, str) else _decode(data)
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        if not text.strip():
+            raise _Refused("is empty; it must hold JSON")
+        parsed = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_object_without_duplicate_keys,
+        )
+        if _has_lone_surrogate(text, parsed):
+            raise _Refused(
+                "contains an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff), not a character; "
+                "fix or regenerate it"
+            )
+        return parsed
+    except _Refused as err:
+        raise error(f"{where} {err}") from None
+    except json.JSONDecodeError as err:
+        raise error(
+            f"{where} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); fix or regenerate it"
+        ) from None
+    except RecursionError:
+        raise error(
+            f"{where} nests arrays or objects too deeply to parse (about a thousand levels or more); "
+            "fix or regenerate it"
+        ) from None
+    except ValueError:  # an integer literal longer than Python converts
+        raise error(
+            f"{where} holds an integer with more than {sys.get_int_max_str_digits()} digits; fix or regenerate it"
+        ) from None
+    except MemoryError:
+        raise error(f"{where} is too large to parse in the memory available") from None
+
+
+def read_json(path: str | os.PathLike[str], what: str, error: type[OVFormerError]) -> Any:
+    """Read and parse the JSON file at ``path`` with one-line errors naming it.
+
+    Args:
+        path: the file (a regular file or a pipe).
+        what: what it is, for messages: ``"results file"``, ``"ground truth file"``, ``"training config"``.
+        error: the ``OVFormerError`` subclass to raise.
+
+    Raises:
+        error: ``"<what> <path> <what is wrong>; <what to do>"``: missing, a folder, a broken link, a
+            link loop, unreadable, not UTF-8, not plain JSON (see ``parse_json_text``).
+    """
+    file = check_input_path(path, what, error, kind="file")
+    where = f"{what} {file}"
+    try:
+        data = file.read_bytes()
+    except PermissionError:
+        raise error(f"{where} cannot be read (permission denied); check its permissions") from None
+    except MemoryError:
+        raise error(f"{where} is too large to read into memory") from None
+    except OSError as err:
+        raise error(f"{where} cannot be read ({err.strerror or err}); check the file") from None
+    return parse_json_text(data, where, error)

@@ -1,0 +1,141 @@
+"""The one JSON reader and the input-path check: every unusable file is one line naming it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ovformer_core.errors import ResultsError, TrainingError
+from ovformer_core.io.json_input import brief, finite_float, parse_json_text, read_json
+from ovformer_core.io.paths import check_input_path, input_path_problem
+
+
+def _error(path: Path) -> str:
+    with pytest.raises(ResultsError) as info:
+        read_json(path, "results file", ResultsError)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"results file {path} "), message
+    return message
+
+
+def _write(text: bytes | str) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        path = folder / "input.json"
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    return make
+
+
+def _symlink(target: str) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        link = folder / "input.json"
+        link.symlink_to(folder / target)
+        return link
+
+    return make
+
+
+def _loop(folder: Path) -> Path:
+    (folder / "a.json").symlink_to(folder / "b.json")
+    (folder / "b.json").symlink_to(folder / "a.json")
+    return folder / "a.json"
+
+
+def _folder(folder: Path) -> Path:
+    (folder / "input.json").mkdir()
+    return folder / "input.json"
+
+
+BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "missing": (lambda folder: folder / "missing.json", "does not exist; check the path"),
+    "folder": (_folder, "is a folder, not a file"),
+    "broken symlink": (_symlink("gone.json"), "is a broken symbolic link (to"),
+    "symlink loop": (_loop, "is a symbolic link loop"),
+    "parent is a file": (lambda folder: _write("{}")(folder) / "x.json", "a folder on its way is a file"),
+    "latin-1": (_write(b'{"name": "caf\xe9"}'), "is not UTF-8 text (byte 0xe9 on line 1); save it as UTF-8"),
+    "UTF-16": (_write('{"a": 1}'.encode("utf-16")), "is UTF-16 or UTF-32 text, not UTF-8"),
+    "syntax": (_write('[\n  {"a": 1,}\n]'), "is not valid JSON (line 2, column 11: Expecting property name"),
+    "empty": (_write(""), "is empty; it must hold JSON"),
+    "whitespace only": (_write(" \n\t"), "is empty"),
+    "deep nesting": (_write("[" * 100_000 + "]" * 100_000), "nests arrays or objects too deeply to parse"),
+    "NaN": (_write('{"score": NaN}'), "contains NaN, which is not JSON"),
+    "Infinity": (_write("[1, Infinity]"), "contains Infinity, which is not JSON"),
+    "-Infinity": (_write("[-Infinity]"), "contains -Infinity, which is not JSON"),
+    "float overflow": (_write('{"fps": 1e999}'), "contains the number 1e999, too large for a float"),
+    "huge integer": (_write("[" + "7" * 5000 + "]"), "holds an integer with more than 4300 digits"),
+    "duplicate key": (_write('{"score": 0.9, "id": 1, "score": 0.1}'), "has the key 'score' twice in one object"),
+    "lone surrogate": (_write('["\\ud800x"]'), "contains an unpaired UTF-16 surrogate escape"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_json_inputs_are_one_line_naming_the_file(tmp_path: Path, case: str) -> None:
+    make, expected = BAD_FILES[case]
+    assert expected in _error(make(tmp_path))
+
+
+def test_a_device_is_refused_without_reading_it() -> None:
+    # Reading /dev/zero would never end.
+    assert "is a device or socket, not a file" in _error(Path("/dev/zero"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = _write("{}")(tmp_path)
+    path.chmod(0)
+    assert "cannot be read (permission denied)" in _error(path)
+
+
+def test_plain_json_is_read_as_is(tmp_path: Path) -> None:
+    document = {"names": ["café", "😀"], "score": 0.5, "ids": [1, -2, 10**30], "deep": [[[[[]]]]], "none": None}
+    path = _write(json.dumps(document))(tmp_path)
+    assert read_json(path, "results file", ResultsError) == document
+    bom = _write(b"\xef\xbb\xbf" + json.dumps(document).encode())(tmp_path)
+    assert read_json(bom, "results file", ResultsError) == document  # RFC 8259 lets a parser skip a BOM
+    escaped = _write('["\\ud83d\\ude00", 1e308, -0.0]')(tmp_path)
+    assert read_json(escaped, "results file", ResultsError) == ["😀", 1e308, -0.0]  # a surrogate pair is fine
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    writer = os.fork()
+    if writer == 0:  # pragma: no cover - child process
+        with open(fifo, "w") as handle:
+            handle.write("[1, 2]")
+        os._exit(0)
+    assert read_json(fifo, "results file", ResultsError) == [1, 2]  # e.g. --gt <(zcat gt.json.gz)
+    os.waitpid(writer, 0)
+
+
+def test_text_parsing_raises_the_callers_error() -> None:
+    assert parse_json_text('{"a": [1, 2]}', "--set a", TrainingError) == {"a": [1, 2]}
+    with pytest.raises(TrainingError, match=r"^--set a contains NaN, which is not JSON"):
+        parse_json_text("NaN", "--set a", TrainingError)
+
+
+def test_path_kinds(tmp_path: Path) -> None:
+    file = _write("{}")(tmp_path)
+    assert input_path_problem(file, "file") is None and input_path_problem(tmp_path, "folder") is None
+    assert input_path_problem(file, "any") is None and input_path_problem(tmp_path, "any") is None
+    assert input_path_problem(file, "folder") == "is a file, not a folder; pass a folder"
+    assert input_path_problem("a\x00b", "file") == "is not a valid path (it contains a NUL byte); check the path"
+    with pytest.raises(TrainingError, match=r"^frames root .*gone does not exist; check the path$"):
+        check_input_path(tmp_path / "gone", "frames root", TrainingError, kind="folder")
+    assert check_input_path(file, "results file", ResultsError) == file
+
+
+def test_brief_values_and_numbers() -> None:
+    assert "..." in brief("x" * 1000) and len(brief("x" * 1000)) <= 40
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    assert len(brief(nested)) < 60  # no RecursionError, no megabyte message
+    assert finite_float(0.5) == 0.5 and finite_float(3) == 3.0
+    assert finite_float(10**400) is None and finite_float(float("nan")) is None and finite_float(True) is None
+    assert finite_float("1") is None
