@@ -43,6 +43,7 @@ def view(
 ) -> None:
     """Serve a local web page to look at results, correct them (saved as NAME.reviewed.json) and run new ones."""
     try:
+        from ovformer_core.io.paths import check_input_path
         from ovformer_core.view.access import new_token
         from ovformer_core.view.app import ViewerSettings
         from ovformer_core.view.results_index import is_result_file
@@ -52,8 +53,7 @@ def view(
             f"ovformer view needs {err.name}, which is not installed; pip install 'ovformer[view]'"
         ) from None
 
-    if not target.exists():
-        raise OVFormerError(f"{target} does not exist; give a results folder or a result .json")
+    check_input_path(target, "results", kind="any")
     only: tuple[Path, ...] | None = None
     folder = target
     if target.is_file():
@@ -64,8 +64,8 @@ def view(
         if not extra.is_dir():
             raise OVFormerError(f"--videos {extra} is not a folder; give the folder holding the source videos")
     for flag, path in (("--weights", weights), ("--clip-weights", clip_weights)):
-        if path is not None and not path.is_file():
-            raise OVFormerError(f"{flag} {path} does not exist; check the path")
+        if path is not None:
+            check_input_path(path, flag)
     settings = ViewerSettings(
         folder=folder,
         token=new_token(),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ovformer_core.errors import AnnotationError
 from ovformer_core.io.atomic import atomic_path
+from ovformer_core.io.paths import input_path_problem
 
 #: Timestamp of every member written (the zip format's earliest), so equal content gives equal bytes.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -109,8 +110,9 @@ def open_export(path: str | os.PathLike[str]) -> AnnotationExport:
     path = Path(path)
     if path.is_dir():
         return AnnotationExport(path, _folder_names(path))
-    if not path.is_file():
-        raise AnnotationError(f"{path} does not exist; pass the zip or folder exported from the annotation tool")
+    problem = input_path_problem(path, "any")
+    if problem is not None:
+        raise AnnotationError(f"{path} {problem}")
     if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
         try:
             archive = zipfile.ZipFile(path)

@@ -47,6 +47,7 @@ import numpy as np
 from ovformer_core.errors import VideoError
 from ovformer_core.io.decode_report import DecodeReport, ReadLog
 from ovformer_core.io.orientation import Orientation
+from ovformer_core.io.paths import input_path_problem
 from ovformer_core.io.prefetch import BackgroundIterator
 from ovformer_core.io.video_stream import (
     NOMINAL_FPS,
@@ -264,12 +265,12 @@ def _expand_one(arg: str | os.PathLike[str]) -> list[Path]:
             return videos
         return [path]
     text = str(arg)
-    if glob.has_magic(text):
+    if glob.has_magic(text) and not os.path.lexists(path):
         matches = sorted(glob.glob(text, recursive=True), key=natural_sort_key)
         if not matches:
             raise VideoError(f"no file matches {text}; check the pattern")
         return [Path(match) for match in matches]
-    raise VideoError(f"{path} does not exist; check the path")
+    raise VideoError(f"{path} {input_path_problem(path, 'any') or 'cannot be read; check the path'}")
 
 
 def _unique_names(paths: Sequence[Path]) -> list[str]:
@@ -377,8 +378,9 @@ def open_source(source: str | os.PathLike[str] | SourceSpec, options: ReadOption
     """
     spec = source if isinstance(source, SourceSpec) else None
     path = spec.path if spec is not None else Path(source)  # type: ignore[arg-type]
-    if not path.exists():
-        raise VideoError(f"{path} does not exist; check the path")
+    problem = input_path_problem(path, "any")
+    if problem is not None:
+        raise VideoError(f"{path} {problem}")
     kind = spec.kind if spec is not None else _kind_of(path)
     if kind != "frames" and not path.is_file():
         # FFmpeg would block forever on a pipe nobody writes to.

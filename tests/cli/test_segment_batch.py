@@ -264,3 +264,17 @@ def test_a_truncated_video_is_processed_but_never_a_silent_success(tmp_path: Pat
     # A failure elsewhere in the batch takes precedence: exit 1.
     mixed = runner.invoke(app, segment_args(weights, str(cut), str(tmp_path / "gone.mp4"), "-o", str(out), "-q"))
     assert mixed.exit_code == 1
+
+
+def test_links_that_lead_nowhere_are_named_as_such(tmp_path: Path, weights):
+    loop = tmp_path / "loop.mp4"
+    loop.symlink_to(loop)
+    broken = tmp_path / "broken.mp4"
+    broken.symlink_to(tmp_path / "moved-away.mp4")
+    result = runner.invoke(app, segment_args(weights, str(loop), str(broken), "-o", str(tmp_path / "out"), "--json"))
+    assert result.exit_code == 1
+    errors = [entry["error"] for entry in summary_of(result.stdout)["failed"]]
+    assert errors == [
+        f"{loop} is a symbolic link loop (or goes through one); fix the link",
+        f"{broken} is a broken symbolic link (to {tmp_path / 'moved-away.mp4'}, which does not exist); fix the link",
+    ]
