@@ -31,6 +31,7 @@ from pycocotools import mask as mask_utils
 from ovformer_core.errors import AnnotationError
 from ovformer_core.io.results import Track, VideoResult
 from ovformer_core.io.rle import Rle, decode_rle, encode_rle, is_valid_rle, rle_area, rle_bbox
+from ovformer_core.io.video import NOMINAL_FPS
 from ovformer_core.vocab import normalize_name
 
 #: Item / image name of a video frame in CVAT (``frame_000042`` for source frame 42).
@@ -174,7 +175,7 @@ def assemble_result(
         width=width,
         height=height,
         num_frames=len(frame_indices),
-        fps=0.0,
+        fps=NOMINAL_FPS,  # annotation files carry no frame rate
         frame_indices=[int(i) for i in frame_indices],
         tracks=built,
         categories=[{"id": i + 1, "name": name} for i, name in enumerate(labels)],
@@ -383,7 +384,7 @@ def results_from_dataset(dataset: dict[str, Any], where: str = "dataset") -> lis
                     width=width,
                     height=height,
                     num_frames=length,
-                    fps=0.0,
+                    fps=NOMINAL_FPS,  # annotation files carry no frame rate
                     frame_indices=frame_indices,
                     tracks=tracks,
                     categories=[{"id": int(c["id"]), "name": str(c["name"])} for c in categories],
