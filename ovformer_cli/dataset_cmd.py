@@ -10,17 +10,9 @@ from typing import Annotated, Any
 import typer
 
 from ovformer_cli.console import stdout, user_errors
-from ovformer_core.eval.dataset_tools import (
-    LVIS_COMMON_BELOW,
-    LVIS_RARE_BELOW,
-    category_info,
-    drop_novel_categories,
-    drop_rare_categories,
-    load_dataset,
-    split_results_by_partition,
-)
-from ovformer_core.eval.results_check import load_results
-from ovformer_core.io.atomic import write_text_atomic
+from ovformer_core.config import LVIS_COMMON_BELOW, LVIS_RARE_BELOW
+
+# The dataset tools (numpy, the evaluator) are imported inside the commands: `ovformer --help` stays fast.
 
 dataset_app = typer.Typer(
     help="Prepare dataset files: drop rare/novel categories, category info, split results by partition.",
@@ -42,6 +34,8 @@ def _default_out(ann: Path, suffix: str) -> Path:
 
 
 def _write_json(path: Path, data: Any) -> None:
+    from ovformer_core.io.atomic import write_text_atomic
+
     write_text_atomic(path, json.dumps(data))
 
 
@@ -49,6 +43,8 @@ def _write_filtered(
     ann: Path, out: Path | None, quiet: bool, keep: Callable[[Mapping[str, Any]], dict[str, Any]], suffix: str
 ) -> None:
     """Load ``ann``, filter it with ``keep``, write it to ``out`` (default ``<ann>_<suffix>.json``)."""
+    from ovformer_core.eval.dataset_tools import load_dataset
+
     dataset = load_dataset(ann)
     filtered = keep(dataset)
     target = out or _default_out(ann, suffix)
@@ -68,6 +64,8 @@ def drop_rare(
     quiet: QuietOption = False,
 ) -> None:
     """Remove annotations of rare LVIS categories (open-vocabulary training on LVIS base)."""
+    from ovformer_core.eval.dataset_tools import drop_rare_categories
+
     _write_filtered(ann, out, quiet, drop_rare_categories, "norare")
 
 
@@ -79,6 +77,8 @@ def drop_novel(
     quiet: QuietOption = False,
 ) -> None:
     """Remove annotations of novel LV-VIS categories (partition 2/3) from a training file."""
+    from ovformer_core.eval.dataset_tools import drop_novel_categories
+
     _write_filtered(ann, out, quiet, drop_novel_categories, "nonovel")
 
 
@@ -95,6 +95,8 @@ def cat_info(
     quiet: QuietOption = False,
 ) -> None:
     """Write the categories with image_count / instance_count (the loss's category-frequency file)."""
+    from ovformer_core.eval.dataset_tools import category_info, load_dataset
+
     info = category_info(load_dataset(ann), add_frequency=add_freq, rare_below=rare_below, common_below=common_below)
     _write_json(out, info)
     if not quiet:
@@ -113,6 +115,9 @@ def split_results(
     quiet: QuietOption = False,
 ) -> None:
     """Split results into base (partition 0/1) and novel (partition 2/3) categories."""
+    from ovformer_core.eval.dataset_tools import split_results_by_partition
+    from ovformer_core.eval.results_check import load_results
+
     base, novel = split_results_by_partition(load_results(results), gt)
     _write_json(base_out, base)
     _write_json(novel_out, novel)

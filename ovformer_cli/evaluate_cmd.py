@@ -6,15 +6,15 @@ import json
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from ovformer_cli.console import stderr, stdout, user_errors
-from ovformer_core.eval import STAT_NAMES, EvalResult, EvaluationWarning
-from ovformer_core.eval import evaluate as evaluate_metrics
-from ovformer_core.io.atomic import write_text_atomic
+
+if TYPE_CHECKING:  # the evaluator (numpy, pycocotools) is imported when the command runs
+    from ovformer_core.eval import EvalResult
 
 
 class BenchmarkChoice(str, Enum):
@@ -32,6 +32,8 @@ def _cell(value: float) -> str:
 
 def metrics_table(result: EvalResult) -> Table:
     """The 12 numbers as rows; one column for all categories and one per category group."""
+    from ovformer_core.eval import STAT_NAMES
+
     table = Table(
         title=f"{result.benchmark} metrics ({len(result.video_ids)} videos, {len(result.category_ids)} categories)",
         caption="n/a: no ground truth in that setting",
@@ -70,6 +72,10 @@ def evaluate(
     json_output: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
 ) -> None:
     """Compute AP/AR exactly as the official YouTube-VIS, OVIS, LV-VIS or BURST evaluator does."""
+    from ovformer_core.eval import EvaluationWarning
+    from ovformer_core.eval import evaluate as evaluate_metrics
+    from ovformer_core.io.atomic import write_text_atomic
+
     with warnings.catch_warnings():
         # Shown below through the console instead of Python's warning printer.
         warnings.simplefilter("ignore", EvaluationWarning)

@@ -23,6 +23,9 @@ PIXEL_STD_RGB = (58.395, 57.12, 57.375)
 #: Training vocabularies: LV-VIS (configs/lvvis SEM_SEG_HEAD.NUM_CLASSES) and LVIS v1 (configs/lvis).
 LVVIS_NUM_CLASSES = 1196
 LVIS_NUM_CLASSES = 1203
+#: LVIS frequency classes: rare below 10 training images, common below 100 (get_lvis_cat_info.py).
+LVIS_RARE_BELOW = 10
+LVIS_COMMON_BELOW = 100
 
 
 @dataclass(frozen=True)

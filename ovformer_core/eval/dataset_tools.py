@@ -12,13 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ovformer_core.config import LVIS_COMMON_BELOW, LVIS_RARE_BELOW
 from ovformer_core.errors import ResultsError
 from ovformer_core.io.dataset_json import check_ids, is_id
 from ovformer_core.io.json_input import brief, read_json
 
-#: LVIS frequency classes: rare below 10 training images, common below 100 (get_lvis_cat_info.py).
-LVIS_RARE_BELOW = 10
-LVIS_COMMON_BELOW = 100
 #: LV-VIS partitions 0/1 are base categories, 2/3 novel (evaluate/lvvis.py).
 LVVIS_BASE_PARTITIONS = (0, 1)
 LVVIS_NOVEL_PARTITIONS = (2, 3)
