@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ovformer_core.checkpoints import (
@@ -26,6 +25,7 @@ from ovformer_core.checkpoints import (
 from ovformer_core.config import ModelConfig
 from ovformer_core.errors import CheckpointError, TrainingError
 from ovformer_core.io.atomic import write_text_atomic
+from ovformer_core.io.tensor_files import read_state_dict
 from ovformer_core.weights import resolve
 
 #: File in the output folder naming the newest complete checkpoint.
@@ -147,23 +147,6 @@ def load_init_weights(model: nn.Module, spec: str, home: str | os.PathLike[str] 
     return path
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"backbone weights {path} do not exist; check run.backbone_weights")
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except Exception as err:  # corrupt safetensors raise several unrelated types
-            raise CheckpointError(f"cannot read backbone weights {path} ({err}); re-download them") from None
-    data = read_checkpoint_file(path)
-    for key in ("model", "state_dict"):
-        if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
-    if not isinstance(data, dict) or not all(isinstance(v, Tensor) for v in data.values()):
-        raise CheckpointError(f"backbone weights {path} are not a state dict of tensors")
-    return data
-
-
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str]) -> int:
     """Load ImageNet backbone weights (timm ResNet-50 or Microsoft Swin names) into ``model.backbone``.
 
@@ -177,7 +160,7 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str]) -> int
         CheckpointError: unreadable file, or missing / mis-shaped backbone entries (listed).
     """
     path = Path(path)
-    state = _read_state_dict(path)
+    state = read_state_dict(path, "backbone weights", "check run.backbone_weights or re-download them")
     backbone: nn.Module = model.backbone  # type: ignore[assignment]
     target: nn.Module = getattr(backbone, "base", backbone)
     own = target.state_dict()

@@ -226,7 +226,7 @@ def test_backbone_weights_into_a_swin_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        (None, "do not exist"),
+        (None, "does not exist"),
         (b"not a safetensors file", "cannot read backbone weights"),
         ({"state_dict": {"conv1.weight": torch.zeros(1), "step": 3}}, "not a state dict of tensors"),
     ],
