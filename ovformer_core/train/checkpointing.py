@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from ovformer_core.checkpoints import (
     MAX_KEYS_IN_MESSAGE,
@@ -23,7 +25,7 @@ from ovformer_core.checkpoints import (
     save_checkpoint,
 )
 from ovformer_core.config import ModelConfig
-from ovformer_core.errors import CheckpointError, TrainingError
+from ovformer_core.errors import CheckpointError, TrainingError, first_line
 from ovformer_core.io.atomic import write_text_atomic
 from ovformer_core.io.tensor_files import read_state_dict
 from ovformer_core.weights import resolve
@@ -32,6 +34,9 @@ from ovformer_core.weights import resolve
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_MODEL = "model_final.pth"
 TRAIN_STATE_KEY = "train_state"
+#: Longest ``last_checkpoint`` pointer read (it holds one file name).
+MAX_POINTER_BYTES = 4096
+_EARLIER = "resume from an earlier checkpoint (edit last_checkpoint) or start a new run"
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -84,15 +89,58 @@ def read_train_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
             f"{path} holds no training state (it is a model-only checkpoint); "
             "start a new run with run.init_weights pointing at it instead of resuming"
         )
-    return data["model"], data[TRAIN_STATE_KEY]
+    weights, state = data["model"], data[TRAIN_STATE_KEY]
+    if not isinstance(weights, dict) or not all(isinstance(v, Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path} is damaged (its model entry is not a dict of tensors); {_EARLIER}")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is damaged (its training state is not a dict); {_EARLIER}")
+    return weights, state
+
+
+def restore_train_state(
+    path: Path, model: nn.Module, optimizer: Optimizer, scheduler: LRScheduler, scaler: torch.amp.GradScaler
+) -> int:
+    """Load a training checkpoint into the run's objects; returns the iteration to continue from.
+
+    Raises:
+        CheckpointError: unreadable, model-only, or a state that does not fit this run (one line).
+    """
+    weights, state = read_train_state(path)
+    try:
+        model.load_state_dict(weights, strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_states(state["rng"])
+        iteration = state["iteration"]
+    except KeyError as err:
+        raise CheckpointError(f"{path} is damaged (no {err} in its training state); {_EARLIER}") from None
+    except (TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+        raise CheckpointError(f"{path} does not fit this run ({first_line(err)}); {_EARLIER}") from None
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
+        raise CheckpointError(f"{path} is damaged (iteration {iteration!r}); {_EARLIER}")
+    return iteration
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The checkpoint named in ``output_dir/last_checkpoint``, or None when there is none."""
+    """The checkpoint named in ``output_dir/last_checkpoint``, or None when there is none.
+
+    Raises:
+        TrainingError: the pointer is not a plain file name inside ``output_dir`` or names no file.
+    """
     pointer = output_dir / LAST_CHECKPOINT
     if not pointer.is_file():
         return None
-    path = output_dir / pointer.read_text().strip()
+    with pointer.open("rb") as handle:
+        raw = handle.read(MAX_POINTER_BYTES + 1)
+    try:
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        name = ""
+    # A plain name only: the pointer must not lead the run to read a file outside its folder.
+    if len(raw) > MAX_POINTER_BYTES or not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise TrainingError(f"{pointer} does not name a checkpoint in {output_dir}; delete it to start over")
+    path = output_dir / name
     if not path.is_file():
         raise TrainingError(f"{pointer} names {path.name}, which does not exist; delete {pointer} to start over")
     return path
