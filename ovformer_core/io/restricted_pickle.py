@@ -29,6 +29,29 @@ class RefusedGlobalError(pickle.UnpicklingError):
         self.qualified_name = qualified_name
 
 
+class _Sealed:
+    """An allowed function as the pickle sees it: callable, but ``BUILD`` cannot change it.
+
+    ``BUILD`` sets attributes on whatever object is on the stack; on a bare function that would let
+    a file change ``__defaults__`` of our (or torch's) rebuilders for the rest of the process.
+    """
+
+    __slots__ = ("_target",)
+    _target: Callable[..., Any]
+
+    def __init__(self, target: Callable[..., Any]) -> None:
+        object.__setattr__(self, "_target", target)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._target(*args, **kwargs)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise pickle.UnpicklingError("refusing to modify an allowed global")
+
+    def __setstate__(self, state: object) -> None:
+        raise pickle.UnpicklingError("refusing to modify an allowed global")
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickles only allow-listed globals; persistent ids go to ``persistent_load`` or are refused."""
 
@@ -53,10 +76,10 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._namespaces = dict(namespaces or {})
 
     def find_class(self, module: str, name: str) -> Any:
-        """Return an allow-listed object or a namespace factory's object, or refuse."""
+        """Return an allow-listed object (functions sealed) or a namespace factory's object, or refuse."""
         found = self._allowed.get((module, name))
         if found is not None:
-            return found
+            return _Sealed(found) if callable(found) and not isinstance(found, type) else found
         for prefix, factory in self._namespaces.items():
             if module == prefix or module.startswith(prefix + "."):
                 return factory(module, name)

@@ -231,5 +231,7 @@ def _read_error(path: Path, kind: TensorFileFormat, err: BaseException, what: st
         reason = f"corrupt safetensors file: {first_line(err).removeprefix('Error while deserializing header: ')}"
     else:
         detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
-        reason = f"truncated or not a PyTorch file: {detail[1].strip() if detail else first_line(err)}"
+        # torch's reader errors go on with advice for developers ("This is an internal miniz error. ...").
+        first = (detail[1].strip() if detail else first_line(err)).split(". ")[0]
+        reason = f"truncated or not a PyTorch file: {first}"
     return CheckpointError(f"cannot read {what} {path} ({reason}); {hint}")

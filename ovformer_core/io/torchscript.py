@@ -46,7 +46,7 @@ from ovformer_core.io.restricted_pickle import RefusedGlobalError, RestrictedUnp
 #: TorchScript's namespace for compiled classes (the ``__torch__`` prefix of every class name).
 SCRIPT_NAMESPACE = "__torch__"
 #: Largest ``data.pkl`` read: a module tree pickle is a few KB per hundred tensors (ViT-B/32: ~60 KB).
-MAX_PICKLE_BYTES = 64 << 20
+MAX_PICKLE_BYTES = 16 << 20
 #: Largest class source file scanned for its parameter and buffer lists.
 MAX_CODE_BYTES = 16 << 20
 #: Deepest module nesting followed (real networks nest < 20 deep).
@@ -102,6 +102,9 @@ class ScriptStorage:
     """A ``torch.<Type>Storage`` global: only its element type matters."""
 
     dtype: torch.dtype
+
+    def __setstate__(self, state: object) -> None:
+        raise TorchScriptUnreadable("a storage type given a state")
 
 
 class ScriptObject:
@@ -328,7 +331,10 @@ class _ArchiveReader:
         else:
             buffers = [name for name in tensors if name in info.buffers]
         for name in parameters + buffers:
-            state[prefix + name] = tensors[name]
+            tensor = tensors[name]
+            if type(tensor) is not Tensor or tensor._backward_hooks:  # BUILD can set hooks on a tensor
+                raise TorchScriptRefused(f"tensor {prefix + name} carries hooks or is not a plain tensor")
+            state[prefix + name] = tensor
         for name, value in attributes.items():
             if isinstance(value, ScriptObject) and self._info(value.qualified_name).is_module:
                 if id(value) in path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copyreg
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -344,3 +345,33 @@ def test_archive_records_are_read_not_inflated(tmp_path: Path, script_classes: C
     path.write_bytes(bytes(data))
     with pytest.raises((TorchScriptUnreadable, zipfile.BadZipFile)):
         read_torchscript_tensors(path)
+
+
+def _unicode(text: str) -> bytes:
+    return b"X" + len(text).to_bytes(4, "little") + text.encode()
+
+
+def test_build_cannot_put_hooks_on_a_tensor(tmp_path: Path, script_classes: Callable[[str], Any]) -> None:
+    """A hand-made data.pkl whose BUILD gives the tensor backward hooks (torch.save never writes that)."""
+    path = _simple_archive(tmp_path / "hooks.pt", script_classes)
+    storage = b"(" + _unicode("storage") + b"ctorch\nFloatStorage\n" + _unicode("0") + _unicode("cpu") + b"K\x04tQ"
+    empty_hooks = b"ccollections\nOrderedDict\n)R"
+    tensor = b"ctorch._utils\n_rebuild_tensor_v2\n(" + storage + b"K\x00(K\x04t(K\x01t\x89" + empty_hooks + b"tR"
+    hooks = b"ccollections\nOrderedDict\n)RK\x01ctorch.jit._pickle\nbuild_intlist\ns"  # {1: a callable}
+    build_hooks = b"(\x89N" + hooks + b"tb"  # Tensor.__setstate__((False, None, hooks))
+    root = b"c__torch__\nRoot\n)\x81}(" + _unicode("training") + b"\x89" + _unicode("w") + tensor + build_hooks + b"ub."
+    rewrite_zip(path, lambda name, data: b"\x80\x02" + root if name.endswith("data.pkl") else data)
+    with pytest.raises(TorchScriptRefused, match="tensor w carries hooks"):
+        read_torchscript_tensors(path)
+
+
+def test_build_cannot_modify_an_allowed_function(tmp_path: Path, script_classes: Callable[[str], Any]) -> None:
+    """BUILD on an allowed global would set e.g. ``__defaults__`` of our rebuilder for the whole process."""
+    path = _simple_archive(tmp_path / "defaults.pt", script_classes)
+    defaults_before = torchscript._rebuild_tensor.__defaults__
+    tamper = b"ctorch._utils\n_rebuild_tensor_v2\n(N}" + _unicode("__defaults__") + b"(K\x01tstb0"
+    root = b"\x80\x02" + tamper + b"c__torch__\nRoot\n)\x81}(" + _unicode("training") + b"\x89ub."
+    rewrite_zip(path, lambda name, data: root if name.endswith("data.pkl") else data)
+    with pytest.raises(pickle.UnpicklingError, match="refusing to modify an allowed global"):
+        read_torchscript_tensors(path)
+    assert torchscript._rebuild_tensor.__defaults__ == defaults_before
