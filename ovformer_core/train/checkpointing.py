@@ -21,13 +21,12 @@ from ovformer_core.checkpoints import (
     MAX_KEYS_IN_MESSAGE,
     MODEL_RELEASES,
     read_checkpoint,
-    read_checkpoint_file,
     save_checkpoint,
 )
 from ovformer_core.config import ModelConfig
 from ovformer_core.errors import CheckpointError, TrainingError, first_line
 from ovformer_core.io.atomic import write_text_atomic
-from ovformer_core.io.tensor_files import read_state_dict
+from ovformer_core.io.tensor_files import path_problem, read_state_dict, read_tensor_file
 from ovformer_core.weights import resolve
 
 #: File in the output folder naming the newest complete checkpoint.
@@ -83,7 +82,7 @@ def read_train_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     Raises:
         CheckpointError: unreadable, or a model-only checkpoint (nothing to resume).
     """
-    data = read_checkpoint_file(path)
+    data = read_tensor_file(path, "checkpoint", _EARLIER)
     if not isinstance(data, dict) or TRAIN_STATE_KEY not in data or "model" not in data:
         raise CheckpointError(
             f"{path} holds no training state (it is a model-only checkpoint); "
@@ -141,8 +140,9 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     if len(raw) > MAX_POINTER_BYTES or not name or name in (".", "..") or "/" in name or "\\" in name:
         raise TrainingError(f"{pointer} does not name a checkpoint in {output_dir}; delete it to start over")
     path = output_dir / name
-    if not path.is_file():
-        raise TrainingError(f"{pointer} names {path.name}, which does not exist; delete {pointer} to start over")
+    problem = path_problem(path)
+    if problem is not None:
+        raise TrainingError(f"{pointer} names {path.name}, which {problem}; delete {pointer} to start over")
     return path
 
 

@@ -311,6 +311,16 @@ def test_pointer_outside_the_run_folder_is_refused(tmp_path: Path, name: bytes) 
     assert "does not name a checkpoint in" in _one_line(err)
 
 
+def test_pointer_to_a_folder_or_a_link_loop_says_so(tmp_path: Path) -> None:
+    (tmp_path / checkpoint_name(3)).mkdir()
+    (tmp_path / checkpoint_name(4)).symlink_to(tmp_path / checkpoint_name(4))
+    for iteration, needle in ((3, "which is a folder, not a file"), (4, "which is a symbolic link loop")):
+        (tmp_path / LAST_CHECKPOINT).write_text(checkpoint_name(iteration) + "\n")
+        with pytest.raises(TrainingError) as err:
+            latest_checkpoint(tmp_path)
+        assert needle in _one_line(err)
+
+
 def test_damaged_training_state_is_one_line(tmp_path: Path) -> None:
     cfg = tiny_config(video=True)
     model = _tiny_model(num_classes=cfg.num_classes)
