@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 
+def first_line(err: BaseException, limit: int = 120) -> str:
+    """A short one-line reason for an exception (torch's multi-paragraph load errors shortened)."""
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    if text.startswith("Weights only load failed"):
+        return "not a file of tensors"
+    return text.splitlines()[0][:limit]
+
+
 class OVFormerError(Exception):
     """Base class for every user-facing error; the CLI prints ``str(err)`` and exits non-zero."""
 
@@ -37,13 +47,3 @@ class OutputError(OVFormerError):
 
 class TrainingError(OVFormerError):
     """Training data, a training config or a training run is unusable (bad annotation, NaN loss, ...)."""
-
-
-def first_line(err: BaseException, limit: int = 120) -> str:
-    """A short one-line reason for an exception (torch's multi-paragraph load errors shortened)."""
-    text = str(err).strip()
-    if not text:
-        return type(err).__name__
-    if text.startswith("Weights only load failed"):
-        return "not a file of tensors"
-    return text.splitlines()[0][:limit]
