@@ -1,4 +1,6 @@
-"""Checkpoint loading and saving. The only module that knows the official (detectron2) key names.
+"""Checkpoint loading and saving. The only module that knows the official (detectron2, OpenAI CLIP) key names.
+
+Every file is read by ``io.tensor_files`` (weights only; TorchScript archives never run).
 
 Official checkpoints are ``{"model": state_dict}`` files written by detectron2. Our module tree
 differs from the official one only by a handful of prefixes (``KEY_RENAMES``); inside those the
@@ -14,9 +16,7 @@ leaf names are the same. Entries that are not network weights are handled as fol
 from __future__ import annotations
 
 import os
-import pickle
 import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +28,12 @@ from torch import Tensor, nn
 from ovformer_core.config import LVIS_NUM_CLASSES, LVVIS_NUM_CLASSES, ModelConfig, r50_config, swinb_config
 from ovformer_core.errors import CheckpointError
 from ovformer_core.io.atomic import atomic_path
+from ovformer_core.io.tensor_files import read_state_dict, read_tensor_file
 from ovformer_core.weights import WeightFile
 
 OFFICIAL_TEXT_CLASSIFIER_KEY = "sem_seg_head.predictor.class_embed.zs_weight"
+#: State-dict entries of OpenAI's CLIP archives that are settings, not weights (clip/model.py build_model).
+OPENAI_CLIP_NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
 #: Marker and version of our own checkpoint format.
 FORMAT_KEY = "ovformer_checkpoint"
 FORMAT_VERSION = 1
@@ -109,26 +112,32 @@ class LoadedCheckpoint:
 
 
 def read_checkpoint_file(path: Path) -> Any:
-    """The raw object in a PyTorch file, read with ``weights_only=True``; one-line errors."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a downloaded .pth file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise CheckpointError(
-                f"refusing to load {path}: it contains arbitrary Python objects, not only tensors ({first[:120]}); "
-                "use an official .pth or a file saved by ovformer"
-            ) from None
-        raise CheckpointError(
-            f"cannot read checkpoint {path} ({first[:120]}); the file is corrupt, re-download it"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"cannot read checkpoint {path} (truncated or not a PyTorch file: {first[:120]}); re-download it"
-        ) from None
+    """The raw object in a checkpoint file, read safely (``io.tensor_files``); one-line errors."""
+    return read_tensor_file(path, "checkpoint", "re-download it or pass a file saved by ovformer")
+
+
+def read_clip_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """CLIP weights in OpenAI's layout from any tensor file, widened to float32.
+
+    Accepts OpenAI's TorchScript ``ViT-B-32.pt`` (read as tensors only, never run), a state dict in
+    safetensors or ``torch.save`` format, and an open_clip training checkpoint
+    (``{"state_dict": {"module.…": …}}``, unwrapped). OpenAI's settings entries
+    (``OPENAI_CLIP_NON_WEIGHTS``) are dropped.
+
+    Returns:
+        OpenAI-layout names -> float32 tensors (OpenAI archives store float16; integer entries kept).
+
+    Raises:
+        CheckpointError: missing, corrupt or hostile file, or not a dict of tensors.
+    """
+    hint = "use OpenAI's ViT-B-32.pt or a CLIP state dict in safetensors format"
+    state = read_state_dict(path, "CLIP weights", hint)
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    return {
+        key: value.float() if value.is_floating_point() else value
+        for key, value in state.items()
+        if key not in OPENAI_CLIP_NON_WEIGHTS
+    }
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
@@ -154,7 +163,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
         )
     state = data.get("model")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} is not an OVFormer checkpoint (no 'model' dict of tensors)")
+        raise CheckpointError(
+            f"{path} is not an OVFormer checkpoint (no 'model' dict of tensors); "
+            "pass an official OVFormer .pth or a checkpoint saved by ovformer"
+        )
     ours: dict[str, Tensor] = {}
     for name, value in state.items():
         new_name = official_to_ours(name)

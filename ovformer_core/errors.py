@@ -1,6 +1,16 @@
-"""Errors a user can cause. Each carries one line: what is wrong, and what to do about it."""
+"""Errors a user can cause (each carries one line: what is wrong, and what to do) and ``first_line`` for reasons."""
 
 from __future__ import annotations
+
+
+def first_line(err: BaseException, limit: int = 120) -> str:
+    """A short one-line reason for an exception (torch's multi-paragraph load errors shortened)."""
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    if text.startswith("Weights only load failed"):
+        return "not a file of tensors"
+    return text.splitlines()[0][:limit]
 
 
 class OVFormerError(Exception):

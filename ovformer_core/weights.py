@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ovformer_core.errors import DownloadError, WeightsNotFoundError
 from ovformer_core.io.atomic import atomic_path
+from ovformer_core.io.tensor_files import path_problem
 
 #: Environment variable naming the cache folder.
 HOME_ENV = "OVFORMER_HOME"
@@ -103,10 +104,11 @@ def resolve(
     pass_it = f", or pass its path with {flag}" if flag else ""
     if explicit_path is not None:
         path = Path(explicit_path).expanduser()
-        if not path.is_file():
+        problem = path_problem(path)
+        if problem is not None:
             via = f" (given with {flag})" if flag else ""
             raise WeightsNotFoundError(
-                f"{weight.name} weights not found at {path}{via}; check the path or download {weight.url}"
+                f"{weight.name} weights not found: {path}{via} {problem}; check the path or download {weight.url}"
             )
         return path
     target = ovformer_home(home) / weight.filename

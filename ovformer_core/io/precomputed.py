@@ -6,8 +6,9 @@
   are ``torch.save`` files of a dict {file name (or LVIS image id) -> ``[1, 512]`` tensor, often
   float16 on CUDA}; keys are the paths the official script opened, e.g.
   ``datasets/LVVIS/val/JPEGImages/00000/00000.jpg``. Zip-format and legacy ``torch.save`` files are
-  read with ``torch.load(weights_only=True)``; a plain ``pickle.dump`` of the same dict goes through
-  a restricted unpickler that can only rebuild dicts of numpy arrays and tensors. A file that
+  read by the shared weight reader (``io.tensor_files``: ``torch.load(weights_only=True)``); a plain
+  ``pickle.dump`` of the same dict goes through ``io.restricted_pickle`` allowing only what rebuilds
+  dicts of numpy arrays and tensors. A file that
   references anything else is refused with one line, and nothing from it runs.
 """
 
@@ -15,10 +16,8 @@ from __future__ import annotations
 
 import codecs
 import collections
-import io
 import os
 import pickle
-import re
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,7 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ovformer_core.errors import OVFormerError, VocabularyError
+from ovformer_core.errors import OVFormerError, VocabularyError, first_line
+from ovformer_core.io.restricted_pickle import RefusedGlobalError, RestrictedUnpickler
+from ovformer_core.io.tensor_files import load_torch_bytes, read_tensor_file
 
 #: First object of a legacy (non-zip) ``torch.save`` stream (torch/serialization.py MAGIC_NUMBER).
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -150,7 +151,7 @@ def _load_feature_dict(path: Path) -> Any:
         return _torch_load(path)
     with path.open("rb") as handle:
         try:
-            first = RestrictedUnpickler(handle, path).load()
+            first = RestrictedUnpickler(handle, _allowed_globals()).load()
         except Exception as err:  # corrupt files raise nearly anything (struct.error, UnicodeDecodeError, ...)
             raise _unreadable(path, err) from None
         if first == TORCH_LEGACY_MAGIC:
@@ -160,42 +161,24 @@ def _load_feature_dict(path: Path) -> Any:
 
 def _torch_load(path: Path) -> Any:
     # weights_only refuses numpy arrays by default; these few rebuilders are as safe as tensors.
-    numpy_globals: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
-        g for (module, _), g in _allowed_globals().items() if module.startswith("numpy")
-    ]
-    try:
-        with torch.serialization.safe_globals(numpy_globals):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt files raise nearly anything (struct.error, UnicodeDecodeError, ...)
-        raise _unreadable(path, err) from None
+    numpy_globals = [g for (module, _), g in _allowed_globals().items() if module.startswith("numpy")]
+    return read_tensor_file(path, "CLIP feature", "use the official feature file", extra_globals=numpy_globals)
 
 
 def _unreadable(path: Path, err: BaseException) -> OVFormerError:
-    text = str(err).strip()
-    refused = re.search(r"(?:unsupported GLOBAL|refusing global) ([\w.]+)", text, flags=re.IGNORECASE)
-    if refused:
+    if isinstance(err, RefusedGlobalError):
         return OVFormerError(
             f"refusing to load {path}: it references Python objects other than arrays and tensors "
-            f"({refused[1]}); use the official feature file"
+            f"({err.qualified_name}); use the official feature file"
         )
     return OVFormerError(
         f"cannot read CLIP feature file {path} ({first_line(err)}); the file is corrupt, re-download it"
     )
 
 
-def first_line(err: BaseException, limit: int = 120) -> str:
-    """A short one-line reason for an exception (torch's multi-paragraph load errors shortened)."""
-    text = str(err).strip()
-    if not text:
-        return type(err).__name__
-    if text.startswith("Weights only load failed"):
-        return "not a file of tensors"
-    return text.splitlines()[0][:limit]
-
-
 def _load_storage_bytes(data: bytes) -> Any:
     """Safe stand-in for ``torch.storage._load_from_bytes`` (which unpickles without restriction)."""
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return load_torch_bytes(data)
 
 
 def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
@@ -243,23 +226,3 @@ def _allowed_globals() -> dict[tuple[str, str], Callable[..., Any] | type]:
     ):
         allowed[("numpy.dtypes", dtype_class)] = getattr(np.dtypes, dtype_class)
     return allowed
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles dicts of numpy arrays and torch tensors; any other global is refused."""
-
-    def __init__(self, file: io.BufferedIOBase | Any, path: Path) -> None:
-        super().__init__(file)
-        self._path = path
-        self._allowed = _allowed_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        """Return an allow-listed callable, or refuse."""
-        found = self._allowed.get((module, name))
-        if found is None:
-            raise pickle.UnpicklingError(f"refusing global {module}.{name}")
-        return found
-
-    def persistent_load(self, pid: Any) -> Any:
-        """Plain pickles never use persistent ids; torch.save files are read by torch.load instead."""
-        raise pickle.UnpicklingError("refusing persistent id (not a plain pickle)")

@@ -8,16 +8,14 @@ reproduces that preprocessing with PIL itself (not a tensor resize), so its embe
 open_clip's/OpenAI's ``preprocess`` + ``encode_image`` on the same pixels.
 
 Weights: the OpenAI TorchScript archive ``ViT-B-32.pt`` or a state dict in the same layout
-(open_clip's ``CLIP`` uses OpenAI's names) as safetensors or a ``torch.save`` file. The architecture
+(open_clip's ``CLIP`` uses OpenAI's names) as safetensors or a ``torch.save`` file, read by
+``checkpoints.read_clip_state_dict`` (tensors only: the archive's code never runs). The architecture
 is read off the tensor shapes, so any OpenAI-layout ViT CLIP loads (tests use a tiny one).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import warnings
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +25,10 @@ import open_clip
 import torch
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from PIL import Image
-from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
-from ovformer_core.errors import CheckpointError
-from ovformer_core.io.precomputed import first_line
+from ovformer_core.checkpoints import read_clip_state_dict
+from ovformer_core.errors import CheckpointError, first_line
 from ovformer_core.weights import WeightFile, fingerprint
 
 #: OpenAI CLIP image normalisation (clip/clip.py ``_transform``; open_clip OPENAI_DATASET_MEAN/STD).
@@ -47,10 +44,10 @@ OPENAI_VIT_B_32 = WeightFile(
     sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
 )
 
-#: State-dict entries of OpenAI archives that are settings, not weights (clip/model.py build_model).
-_OPENAI_NON_WEIGHTS = ("input_resolution", "context_length", "vocab_size")
 #: OpenAI's head size: heads = width // 64 in both towers (clip/model.py build_model).
 _HEAD_WIDTH = 64
+#: Longest text context read from a weight file (OpenAI's CLIPs: 77); bounds the [L, L] causal mask.
+MAX_CONTEXT_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -101,36 +98,55 @@ def build_clip(arch: ClipArchitecture) -> CLIP:
 def infer_clip_architecture(state_dict: dict[str, Tensor], quick_gelu: bool = True) -> ClipArchitecture:
     """Read a ViT CLIP's shape from its OpenAI-layout state dict.
 
+    Every size is read off a non-empty tensor of the file, so the model built from the result is no
+    bigger than the weights that fill it (plus the ``[L, L]`` text mask, L <= ``MAX_CONTEXT_LENGTH``).
+
     Raises:
-        CheckpointError: the state dict is not an OpenAI-layout ViT CLIP (lists missing keys).
+        CheckpointError: the state dict is not an OpenAI-layout ViT CLIP (names the missing or
+            misshapen entries).
     """
-    needed = [
-        "visual.conv1.weight",
-        "visual.positional_embedding",
-        "text_projection",
-        "positional_embedding",
-        "token_embedding.weight",
-        "ln_final.weight",
-    ]
-    missing = [key for key in needed if key not in state_dict]
+    expected_dims = {
+        "visual.conv1.weight": 4,  # [width, 3, patch, patch]
+        "visual.positional_embedding": 2,  # [grid * grid + 1, width]
+        "text_projection": 2,  # [text width, embed dim]
+        "positional_embedding": 2,  # [context length, text width]
+        "token_embedding.weight": 2,  # [vocab size, text width]
+        "ln_final.weight": 1,  # [text width]
+    }
+    advice = "pass OpenAI's ViT-B-32.pt or an open_clip ViT-B-32 state dict"
+    missing = [key for key in expected_dims if key not in state_dict]
     if missing:
+        raise CheckpointError(f"not a CLIP ViT state dict (missing {', '.join(missing[:4])}); {advice}")
+    for key, dims in expected_dims.items():
+        shape = tuple(state_dict[key].shape)
+        if len(shape) != dims or 0 in shape:
+            raise CheckpointError(f"not a CLIP ViT state dict ({key} has shape {list(shape)}); {advice}")
+    conv = state_dict["visual.conv1.weight"]
+    grid = round((state_dict["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+    context_length = state_dict["positional_embedding"].shape[0]
+    if (
+        conv.shape[1] != 3
+        or conv.shape[2] != conv.shape[3]
+        or grid < 1
+        or grid * grid + 1 != len(state_dict["visual.positional_embedding"])
+    ):
+        raise CheckpointError(f"not a CLIP ViT state dict (patch embedding and image positions disagree); {advice}")
+    if context_length > MAX_CONTEXT_LENGTH:
         raise CheckpointError(
-            f"not a CLIP ViT state dict (missing {', '.join(missing[:4])}); pass OpenAI's ViT-B-32.pt "
-            "or an open_clip ViT-B-32 state dict"
+            f"not a CLIP ViT state dict (text context of {context_length} tokens, at most {MAX_CONTEXT_LENGTH}); "
+            f"{advice}"
         )
 
     def count_blocks(prefix: str) -> int:
         return len({key[len(prefix) :].split(".")[0] for key in state_dict if key.startswith(prefix)})
 
-    conv = state_dict["visual.conv1.weight"]  # [width, 3, patch, patch]
-    grid = round((state_dict["visual.positional_embedding"].shape[0] - 1) ** 0.5)
     return ClipArchitecture(
         embed_dim=state_dict["text_projection"].shape[1],
         image_size=conv.shape[-1] * grid,
         patch_size=conv.shape[-1],
         vision_width=conv.shape[0],
         vision_layers=count_blocks("visual.transformer.resblocks."),
-        context_length=state_dict["positional_embedding"].shape[0],
+        context_length=context_length,
         vocab_size=state_dict["token_embedding.weight"].shape[0],
         text_width=state_dict["ln_final.weight"].shape[0],
         text_layers=count_blocks("transformer.resblocks."),
@@ -138,86 +154,39 @@ def infer_clip_architecture(state_dict: dict[str, Tensor], quick_gelu: bool = Tr
     )
 
 
-def read_clip_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """Read CLIP weights from an OpenAI TorchScript archive, safetensors, or a ``torch.save`` file.
-
-    TorchScript archives are opened with ``torch.jit.load`` (as OpenAI and open_clip do); only their
-    tensors are kept. Other files load with ``weights_only=True``. An open_clip training checkpoint
-    (``{"state_dict": {"module.…": …}}``) is unwrapped.
-
-    Returns:
-        OpenAI-layout names -> float32 tensors (OpenAI archives store float16).
-
-    Raises:
-        CheckpointError: missing, corrupt, or not a dict of tensors.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"CLIP weights {path} do not exist; pass the path of ViT-B-32.pt")
-    try:
-        if _is_torchscript(path):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the format
-                state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-        elif path.suffix == ".safetensors" or _is_safetensors(path):
-            state = load_safetensors(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt files raise nearly anything (struct.error, UnicodeDecodeError, ...)
-        text = str(err).strip()
-        if isinstance(err, pickle.UnpicklingError) and "unsupported global" in text.lower():
-            raise CheckpointError(
-                f"refusing to load {path}: it contains Python objects, not only tensors; "
-                "use OpenAI's ViT-B-32.pt or a safetensors state dict"
-            ) from None
-        raise CheckpointError(f"cannot read CLIP weights {path} ({first_line(err)}); re-download ViT-B-32.pt") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} is not a CLIP checkpoint (not a dict of tensors)")
-    state = {key.removeprefix("module."): value for key, value in state.items()}
-    return {
-        key: value.float() if value.is_floating_point() else value
-        for key, value in state.items()
-        if key not in _OPENAI_NON_WEIGHTS
-    }
-
-
 def load_clip(path: str | os.PathLike[str], quick_gelu: bool = True) -> CLIP:
     """Build an open_clip ``CLIP`` of the file's shape and load its weights (float32, eval, CPU).
 
+    The architecture is checked against the file on the ``meta`` device first (no memory), so a file
+    whose shapes contradict each other is refused before anything is allocated.
+
     Raises:
-        CheckpointError: unreadable file, or keys that do not fit (listed).
+        CheckpointError: unreadable file, or keys/shapes that do not fit (listed).
     """
     state = read_clip_state_dict(path)
-    model = build_clip(infer_clip_architecture(state, quick_gelu=quick_gelu))
     try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shapes that contradict each other (a hand-edited state dict)
-        raise CheckpointError(f"CLIP weights {path} do not fit a ViT CLIP ({first_line(err)})") from None
-    if result.missing_keys or result.unexpected_keys:
-        parts = []
-        if result.missing_keys:
-            parts.append(f"missing {', '.join(result.missing_keys[:4])}")
-        if result.unexpected_keys:
-            parts.append(f"unexpected {', '.join(result.unexpected_keys[:4])}")
+        arch = infer_clip_architecture(state, quick_gelu=quick_gelu)
+        with torch.device("meta"):
+            expected = build_clip(arch).state_dict()
+    except CheckpointError as err:
+        raise CheckpointError(f"CLIP weights {path}: {err}") from None
+    except (AssertionError, ValueError, RuntimeError) as err:  # e.g. a width no head count divides
+        raise CheckpointError(f"CLIP weights {path} do not describe a ViT CLIP ({first_line(err)})") from None
+    parts = []
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    if missing:
+        parts.append(f"missing {', '.join(missing[:4])}")
+    if unexpected:
+        parts.append(f"unexpected {', '.join(unexpected[:4])}")
+    wrong = [key for key in expected if key in state and state[key].shape != expected[key].shape]
+    if wrong:
+        parts.append(f"other shapes for {', '.join(f'{k} {list(state[k].shape)}' for k in wrong[:4])}")
+    if parts:
         raise CheckpointError(f"CLIP weights {path} do not fit a ViT CLIP ({'; '.join(parts)})")
+    model = build_clip(arch)
+    model.load_state_dict(state, strict=True)
     return model.eval()
-
-
-def _is_safetensors(path: Path) -> bool:
-    with path.open("rb") as handle:
-        head = handle.read(9)
-    # safetensors: 8-byte little-endian header length, then the JSON header.
-    return len(head) == 9 and head[8:9] == b"{"
-
-
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        # TorchScript archives carry compiled code and constants next to data.pkl; torch.save files don't.
-        return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
 
 
 def clip_preprocess(frame: np.ndarray, cfg: ClipFrameEncoderConfig) -> Tensor:

@@ -13,25 +13,29 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from ovformer_core.checkpoints import (
     MAX_KEYS_IN_MESSAGE,
     MODEL_RELEASES,
     read_checkpoint,
-    read_checkpoint_file,
     save_checkpoint,
 )
 from ovformer_core.config import ModelConfig
-from ovformer_core.errors import CheckpointError, TrainingError
+from ovformer_core.errors import CheckpointError, TrainingError, first_line
 from ovformer_core.io.atomic import write_text_atomic
+from ovformer_core.io.tensor_files import path_problem, read_state_dict, read_tensor_file
 from ovformer_core.weights import resolve
 
 #: File in the output folder naming the newest complete checkpoint.
 LAST_CHECKPOINT = "last_checkpoint"
 FINAL_MODEL = "model_final.pth"
 TRAIN_STATE_KEY = "train_state"
+#: Longest ``last_checkpoint`` pointer read (it holds one file name).
+MAX_POINTER_BYTES = 4096
+_EARLIER = "resume from an earlier checkpoint (edit last_checkpoint) or start a new run"
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -78,23 +82,67 @@ def read_train_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     Raises:
         CheckpointError: unreadable, or a model-only checkpoint (nothing to resume).
     """
-    data = read_checkpoint_file(path)
+    data = read_tensor_file(path, "checkpoint", _EARLIER)
     if not isinstance(data, dict) or TRAIN_STATE_KEY not in data or "model" not in data:
         raise CheckpointError(
             f"{path} holds no training state (it is a model-only checkpoint); "
             "start a new run with run.init_weights pointing at it instead of resuming"
         )
-    return data["model"], data[TRAIN_STATE_KEY]
+    weights, state = data["model"], data[TRAIN_STATE_KEY]
+    if not isinstance(weights, dict) or not all(isinstance(v, Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path} is damaged (its model entry is not a dict of tensors); {_EARLIER}")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is damaged (its training state is not a dict); {_EARLIER}")
+    return weights, state
+
+
+def restore_train_state(
+    path: Path, model: nn.Module, optimizer: Optimizer, scheduler: LRScheduler, scaler: torch.amp.GradScaler
+) -> int:
+    """Load a training checkpoint into the run's objects; returns the iteration to continue from.
+
+    Raises:
+        CheckpointError: unreadable, model-only, or a state that does not fit this run (one line).
+    """
+    weights, state = read_train_state(path)
+    try:
+        model.load_state_dict(weights, strict=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_states(state["rng"])
+        iteration = state["iteration"]
+    except KeyError as err:
+        raise CheckpointError(f"{path} is damaged (no {err} in its training state); {_EARLIER}") from None
+    except (TypeError, ValueError, RuntimeError, IndexError, AttributeError) as err:
+        raise CheckpointError(f"{path} does not fit this run ({first_line(err)}); {_EARLIER}") from None
+    if not isinstance(iteration, int) or isinstance(iteration, bool) or iteration < 0:
+        raise CheckpointError(f"{path} is damaged (iteration {iteration!r}); {_EARLIER}")
+    return iteration
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The checkpoint named in ``output_dir/last_checkpoint``, or None when there is none."""
+    """The checkpoint named in ``output_dir/last_checkpoint``, or None when there is none.
+
+    Raises:
+        TrainingError: the pointer is not a plain file name inside ``output_dir`` or names no file.
+    """
     pointer = output_dir / LAST_CHECKPOINT
     if not pointer.is_file():
         return None
-    path = output_dir / pointer.read_text().strip()
-    if not path.is_file():
-        raise TrainingError(f"{pointer} names {path.name}, which does not exist; delete {pointer} to start over")
+    with pointer.open("rb") as handle:
+        raw = handle.read(MAX_POINTER_BYTES + 1)
+    try:
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        name = ""
+    # A plain name only: the pointer must not lead the run to read a file outside its folder.
+    if len(raw) > MAX_POINTER_BYTES or not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise TrainingError(f"{pointer} does not name a checkpoint in {output_dir}; delete it to start over")
+    path = output_dir / name
+    problem = path_problem(path)
+    if problem is not None:
+        raise TrainingError(f"{pointer} names {path.name}, which {problem}; delete {pointer} to start over")
     return path
 
 
@@ -147,23 +195,6 @@ def load_init_weights(model: nn.Module, spec: str, home: str | os.PathLike[str] 
     return path
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"backbone weights {path} do not exist; check run.backbone_weights")
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except Exception as err:  # corrupt safetensors raise several unrelated types
-            raise CheckpointError(f"cannot read backbone weights {path} ({err}); re-download them") from None
-    data = read_checkpoint_file(path)
-    for key in ("model", "state_dict"):
-        if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
-    if not isinstance(data, dict) or not all(isinstance(v, Tensor) for v in data.values()):
-        raise CheckpointError(f"backbone weights {path} are not a state dict of tensors")
-    return data
-
-
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str]) -> int:
     """Load ImageNet backbone weights (timm ResNet-50 or Microsoft Swin names) into ``model.backbone``.
 
@@ -177,7 +208,7 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike[str]) -> int
         CheckpointError: unreadable file, or missing / mis-shaped backbone entries (listed).
     """
     path = Path(path)
-    state = _read_state_dict(path)
+    state = read_state_dict(path, "backbone weights", "check run.backbone_weights or re-download them")
     backbone: nn.Module = model.backbone  # type: ignore[assignment]
     target: nn.Module = getattr(backbone, "base", backbone)
     own = target.state_dict()

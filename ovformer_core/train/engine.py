@@ -50,11 +50,10 @@ from ovformer_core.train.checkpointing import (
     latest_checkpoint,
     load_backbone_weights,
     load_init_weights,
-    read_train_state,
     record_checkpoint,
+    restore_train_state,
     rng_states,
     save_train_checkpoint,
-    set_rng_states,
 )
 from ovformer_core.train.clip_cache import (
     ClipEmbeddingCache,
@@ -306,13 +305,7 @@ class Trainer:
 
         start = 0
         if checkpoint is not None:
-            weights, state = read_train_state(checkpoint)
-            model.load_state_dict(weights, strict=True)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            set_rng_states(state["rng"])
-            start = int(state["iteration"])
+            start = restore_train_state(checkpoint, model, optimizer, scheduler, scaler)
         if self.group.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.output_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))

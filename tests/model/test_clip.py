@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from ovformer_core.checkpoints import read_clip_state_dict
 from ovformer_core.errors import CheckpointError
 from ovformer_core.model.clip import (
     ClipArchitecture,
@@ -32,7 +33,6 @@ from ovformer_core.model.clip import (
     clip_preprocess,
     infer_clip_architecture,
     load_clip,
-    read_clip_state_dict,
 )
 from tests.clip_fixtures import TINY_CLIP, save_openai_archive, save_safetensors, tiny_clip
 
@@ -197,7 +197,7 @@ def test_bad_weight_files_are_one_line_errors(tmp_path: Path) -> None:
     extra = tmp_path / "extra.safetensors"
     save_file({**state, "visual.extra": torch.zeros(1)}, str(extra))
     cases = {
-        tmp_path / "missing.pt": "do not exist",
+        tmp_path / "missing.pt": "does not exist",
         garbage: "cannot read",
         evil: "refusing to load",
         plain_pickle: "cannot read",
@@ -208,6 +208,27 @@ def test_bad_weight_files_are_one_line_errors(tmp_path: Path) -> None:
         with pytest.raises(CheckpointError, match=expected) as info:
             load_clip(path)
         assert "\n" not in str(info.value), path
+
+
+def test_shapes_that_would_build_a_huge_or_broken_model_are_refused_before_building(tmp_path: Path) -> None:
+    # Before: a 16 KB file could ask for a 512 GB embedding table or a 160 GB text mask (allocation
+    # failure or the OOM killer), and inconsistent shapes ended in IndexError / AssertionError tracebacks.
+    state = {k: v.contiguous() for k, v in tiny_clip().state_dict().items()}
+    cases = {
+        "token_embedding.weight": (torch.zeros(2**31, 0), "token_embedding.weight has shape [2147483648, 0]"),
+        "positional_embedding": (torch.zeros(200_000, 1), "text context of 200000 tokens"),
+        "text_projection": (torch.zeros(64), "text_projection has shape [64]"),
+        "visual.conv1.weight": (torch.zeros(129, 3, 32, 32), "embed_dim must be divisible by num_heads"),
+        "visual.positional_embedding": (torch.zeros(51, 64), "patch embedding and image positions disagree"),
+        "ln_final.weight": (torch.zeros(65), "other shapes for"),
+    }
+    for key, (value, needle) in cases.items():
+        path = tmp_path / f"{key}.safetensors"
+        save_file({**state, key: value}, str(path))
+        with pytest.raises(CheckpointError) as info:
+            load_clip(path)
+        message = str(info.value)
+        assert needle in message and str(path) in message and "\n" not in message, key
 
 
 def test_factory_identity_follows_content(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from ovformer_core.train.checkpointing import (
     load_init_weights,
     read_train_state,
     record_checkpoint,
+    restore_train_state,
     rng_states,
     save_train_checkpoint,
     set_rng_states,
@@ -226,7 +227,7 @@ def test_backbone_weights_into_a_swin_model(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        (None, "do not exist"),
+        (None, "does not exist"),
         (b"not a safetensors file", "cannot read backbone weights"),
         ({"state_dict": {"conv1.weight": torch.zeros(1), "step": 3}}, "not a state dict of tensors"),
     ],
@@ -297,6 +298,61 @@ def test_pointer_to_a_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
         latest_checkpoint(tmp_path)
     message = _one_line(err)
     assert checkpoint_name(7) in message and LAST_CHECKPOINT in message
+
+
+@pytest.mark.parametrize("name", [b"../outside.pth", b"/etc/passwd", b"sub/../../x.pth", b"..", b"", b"\xff\xfe"])
+def test_pointer_outside_the_run_folder_is_refused(tmp_path: Path, name: bytes) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "outside.pth").write_bytes(b"")  # a file the pointer could reach if it were followed
+    (run / LAST_CHECKPOINT).write_bytes(name + b"\n")
+    with pytest.raises(TrainingError) as err:
+        latest_checkpoint(run)
+    assert "does not name a checkpoint in" in _one_line(err)
+
+
+def test_pointer_to_a_folder_or_a_link_loop_says_so(tmp_path: Path) -> None:
+    (tmp_path / checkpoint_name(3)).mkdir()
+    (tmp_path / checkpoint_name(4)).symlink_to(tmp_path / checkpoint_name(4))
+    for iteration, needle in ((3, "which is a folder, not a file"), (4, "which is a symbolic link loop")):
+        (tmp_path / LAST_CHECKPOINT).write_text(checkpoint_name(iteration) + "\n")
+        with pytest.raises(TrainingError) as err:
+            latest_checkpoint(tmp_path)
+        assert needle in _one_line(err)
+
+
+def test_damaged_training_state_is_one_line(tmp_path: Path) -> None:
+    cfg = tiny_config(video=True)
+    model = _tiny_model(num_classes=cfg.num_classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    good = {
+        "iteration": 6,
+        "rng": rng_states(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+    }
+    cases = {
+        "no-rng": ({k: v for k, v in good.items() if k != "rng"}, "no 'rng' in its training state"),
+        "bad-rng": ({**good, "rng": {"python": [3, [1, 2], None], "torch": torch.zeros(3)}}, "does not fit this run"),
+        "bad-optimizer": ({**good, "optimizer": {"state": {}, "param_groups": []}}, "does not fit this run"),
+        "bad-iteration": ({**good, "iteration": "6"}, "iteration '6'"),
+    }
+    for case, (state, needle) in cases.items():
+        path = tmp_path / f"{case}.pth"
+        save_train_checkpoint(path, model, cfg, state, torch.zeros(512, 13), ["a"] * 12)
+        with pytest.raises(CheckpointError) as err:
+            restore_train_state(path, model, optimizer, scheduler, scaler)
+        assert needle in _one_line(err), case
+    assert restore_train_state(_saved(tmp_path, model, cfg, good), model, optimizer, scheduler, scaler) == 6
+
+
+def _saved(tmp_path: Path, model: nn.Module, cfg: ModelConfig, state: dict) -> Path:
+    path = tmp_path / checkpoint_name(6)
+    save_train_checkpoint(path, model, cfg, state, torch.zeros(512, 13), ["a"] * 12)
+    return path
 
 
 def test_train_state_round_trip_and_model_only_checkpoints(tmp_path: Path) -> None:
