@@ -20,7 +20,6 @@ Python object or code it would need). Nothing from a file is ever run.
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import re
@@ -35,6 +34,7 @@ from safetensors import safe_open
 from torch import Tensor
 
 from ovformer_core.errors import CheckpointError, first_line
+from ovformer_core.io.paths import path_fact
 from ovformer_core.io.torchscript import (
     TorchScriptRefused,
     TorchScriptUnreadable,
@@ -56,23 +56,8 @@ STATE_DICT_WRAPPERS = ("state_dict", "model")
 
 def path_problem(path: Path) -> str | None:
     """What keeps ``path`` from being read as a file ("does not exist", "is a folder", ...), or None."""
-    try:
-        path.stat()
-    except FileNotFoundError:
-        if path.is_symlink():
-            return f"is a symbolic link to {os.readlink(path)}, which does not exist"
-        return "does not exist"
-    except OSError as err:  # ELOOP (a link loop), EACCES on a parent folder, a name too long, ...
-        if err.errno == errno.ELOOP:
-            return "is a symbolic link loop"
-        return f"cannot be opened ({err.strerror or type(err).__name__})"
-    if path.is_dir():
-        return "is a folder, not a file"
-    if not path.is_file():
-        return "is not a regular file"
-    if not os.access(path, os.R_OK):
-        return "cannot be opened (permission denied)"
-    return None
+    found = path_fact(path, "file")
+    return None if found is None else found[0]
 
 
 def check_file(path: Path, what: str, hint: str) -> None:

@@ -117,7 +117,7 @@ EXPECTED = {
     "zero-bytes": "truncated or not a PyTorch file: EOFError",
     "random-bytes": "cannot read test weights",
     "directory": "is a folder, not a file",
-    "broken-symlink": "is a symbolic link to",
+    "broken-symlink": "is a broken symbolic link (to",
     "symlink-loop": "is a symbolic link loop",
     "pickle-reduce": "refusing to load test weights",
     "pickle-reduce-protocol-5": "cannot read test weights",
