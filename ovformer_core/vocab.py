@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,7 +287,8 @@ def classes_from_dataset_json(path: str | os.PathLike[str]) -> list[tuple[str, .
 
 
 def check_classes(classes: Sequence[Sequence[str]], source: str = "vocabulary") -> None:
-    """Reject an empty vocabulary, empty names, and names used twice (case-insensitive).
+    """Reject an empty vocabulary, empty names, names with control characters (a binary file read as
+    text: they would reach the tokenizer as junk classes) and names used twice (case-insensitive).
 
     Raises:
         VocabularyError: one line naming the offending class.
@@ -300,6 +302,11 @@ def check_classes(classes: Sequence[Sequence[str]], source: str = "vocabulary") 
                 raise VocabularyError(
                     f"{source}: class {index + 1} ({', '.join(group) or 'empty'}) has an empty name; "
                     "remove the stray comma"
+                )
+            if any(unicodedata.category(char) == "Cc" for char in name):
+                raise VocabularyError(
+                    f"{source}: class {index + 1} {brief(name)} contains control characters; "
+                    "is it a text file of class names?"
                 )
             key = name.casefold()
             if key in seen:

@@ -215,3 +215,12 @@ def test_samples() -> None:
     assert len(lvvis) == 1196 and lvvis[0] == ("accordion",) and lvvis[-1] == ("zucchini",)
     assert ("bat (animal)",) in lvvis
     assert ("dog", "puppy") in everyday and all(len(group) >= 1 for group in everyday)
+
+
+def test_a_binary_file_given_as_a_text_vocabulary_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "model.txt"
+    save_file({"w": torch.zeros(2)}, str(weights))  # decodes as UTF-8, but holds NUL bytes
+    with pytest.raises(VocabularyError, match="contains control characters; is it a text file of class names"):
+        read_classes(weights)

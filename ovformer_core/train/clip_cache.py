@@ -35,6 +35,7 @@ from torch import Tensor
 from ovformer_core.errors import OVFormerError, TrainingError
 from ovformer_core.io.atomic import atomic_path
 from ovformer_core.io.json_input import parse_json_text
+from ovformer_core.io.paths import path_fact
 from ovformer_core.io.precomputed import first_line, load_clip_features
 from ovformer_core.model.clip import ClipFrameEncoder
 
@@ -193,8 +194,10 @@ class ClipEmbeddingCache:
             TrainingError: missing, corrupt or stale file.
         """
         path = Path(path)
-        if not path.is_file():
-            raise TrainingError(f"CLIP embedding cache {path} does not exist; build it first (build_clip_cache)")
+        found = path_fact(path, "file")
+        if found is not None:
+            hint = "build it first (ovformer train --build-clip-cache)" if found[0] == "does not exist" else found[1]
+            raise TrainingError(f"CLIP embedding cache {path} {found[0]}; {hint}")
         if path.suffix == ".safetensors" or _looks_like_safetensors(path):
             cache = cls._open_safetensors(path)
         else:
