@@ -70,6 +70,20 @@ def _diagnose(target: Path, tmp: Path, err: Exception) -> OutputError | None:
     return None
 
 
+@contextlib.contextmanager
+def _write_failures_named(target: Path, staged: Path) -> Iterator[None]:
+    """Re-raise a write failure inside the block as the one-line ``OutputError`` naming ``target``."""
+    try:
+        yield
+    except OVFormerError:
+        raise
+    except Exception as err:
+        failure = output_error(target, err) if isinstance(err, OSError) else _diagnose(target, staged, err)
+        if failure is None:
+            raise
+        raise failure from err
+
+
 def _in_the_way(target: Path, err: OSError) -> OutputError:
     if target.is_dir() and not target.is_symlink():
         return OutputError(
@@ -113,15 +127,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        try:
+        with _write_failures_named(target, tmp):
             yield tmp
-        except OVFormerError:
-            raise
-        except Exception as err:
-            failure = output_error(target, err) if isinstance(err, OSError) else _diagnose(target, tmp, err)
-            if failure is None:
-                raise
-            raise failure from err
         # mkstemp creates 0600 files; give the result the permissions a plain open() would
         if tmp.exists():
             os.chmod(tmp, 0o666 & ~_umask())
@@ -158,15 +165,8 @@ def atomic_dir(path: str | os.PathLike[str], replaceable: bool = False) -> Itera
     except OSError as err:
         raise output_error(target, err) or _in_the_way(folder, err) from err
     try:
-        try:
+        with _write_failures_named(target, staging):
             yield staging
-        except OVFormerError:
-            raise
-        except Exception as err:
-            failure = output_error(target, err) if isinstance(err, OSError) else _diagnose(target, staging, err)
-            if failure is None:
-                raise
-            raise failure from err
         _swap_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
