@@ -169,6 +169,42 @@ def _same_source(result_path: Path, source: Path) -> bool:
         return True
 
 
+#: Formats whose one file can hold several videos (``write_combined_outputs``); the others hold one video
+#: each (an overlay, a PNG folder, a CVAT task).
+MULTI_VIDEO_FORMATS = ("ytvis", "coco", "mots", "datumaro")
+
+
+def write_combined_outputs(results: Sequence[VideoResult], formats: Sequence[str], paths: OutputPaths) -> None:
+    """Write several videos into one file per format (each in ``MULTI_VIDEO_FORMATS``), atomically.
+
+    Raises:
+        OutputError: a format that holds one video per file, two videos of one name (they would share
+            a folder in MOTS and Datumaro), or two of one video id (YouTube-VIS and COCO key on it).
+    """
+    from ovformer_core.io.datumaro_format import write_datumaro
+    from ovformer_core.io.mots import write_mots
+    from ovformer_core.io.results import write_coco_json, write_ytvis_json
+
+    single = [output for output in formats if output not in MULTI_VIDEO_FORMATS]
+    if single:
+        raise OutputError(
+            f"{', '.join(single)} hold one video per file; export those per result "
+            f"(formats that take several videos: {', '.join(MULTI_VIDEO_FORMATS)})"
+        )
+    for key, what in ((lambda r: r.video_name, "name"), (lambda r: r.video_id, "video id")):
+        seen: dict[object, VideoResult] = {}
+        for result in results:
+            other = seen.setdefault(key(result), result)
+            if other is not result:
+                raise OutputError(
+                    f"two videos have the {what} {key(result)!r} ({other.video_path} and {result.video_path}); "
+                    "export them separately or segment them in one run"
+                )
+    writers = {"ytvis": write_ytvis_json, "coco": write_coco_json, "mots": write_mots, "datumaro": write_datumaro}
+    for output in dict.fromkeys(formats):
+        writers[output](paths.of(output), results)
+
+
 def write_outputs(
     result: VideoResult,
     formats: Sequence[str],

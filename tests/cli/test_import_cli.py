@@ -201,3 +201,38 @@ def test_fine_tune_on_a_dataset_imported_from_cvat(shapes: dict[str, Path], tmp_
     trained = runner.invoke(app, ["train", "-c", str(config), "--set", "optim.max_iter=1", "-q"])
     assert trained.exit_code == 0, trained.output
     assert trained.stdout.strip() == f"finished 1 iterations; model {run / 'model_final.pth'}"
+
+
+def test_several_results_become_one_dataset_where_the_format_allows(tmp_path: Path, weights: dict[str, Path]) -> None:
+    for name, frames in (("a", 3), ("b", 4)):
+        write_video(tmp_path / f"{name}.mp4", num_frames=frames, height=48, width=64)
+    out = tmp_path / "out"
+    ran = runner.invoke(app, segment_args(weights, str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), "-o", str(out)))
+    assert ran.exit_code == 0, ran.output
+    both = [str(out / "a.json"), str(out / "b.json")]
+    exported = runner.invoke(
+        app, ["export", *both, "--to", "datumaro", "--to", "ytvis", "--to", "cvat-video", "-o", str(tmp_path / "x")]
+    )
+    assert exported.exit_code == 0, exported.output
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [
+        "a.cvat-video.zip",  # a CVAT task holds one video
+        "b.cvat-video.zip",
+        "combined.datumaro.zip",
+        "combined.ytvis.json",
+    ]
+    assert {entry["video_id"] for entry in json.loads((tmp_path / "x" / "combined.ytvis.json").read_text())} <= {1, 2}
+    imported = tmp_path / "data.json"
+    back = runner.invoke(
+        app, ["import", str(tmp_path / "x" / "combined.datumaro.zip"), "--from", "datumaro", "-o", str(imported)]
+    )
+    assert back.exit_code == 0, back.output
+    assert sorted((v["name"], v["length"]) for v in json.loads(imported.read_text())["videos"]) == [("a", 3), ("b", 4)]
+
+    # Two separate runs both number their video 1: one YouTube-VIS list cannot hold both.
+    again = runner.invoke(app, segment_args(weights, str(tmp_path / "b.mp4"), "-o", str(tmp_path / "other")))
+    assert again.exit_code == 0, again.output
+    clash = runner.invoke(
+        app, ["export", both[0], str(tmp_path / "other" / "b.json"), "--to", "ytvis", "-o", str(tmp_path / "y")]
+    )
+    assert "two videos have the video id 1" in _one_line_error(clash)
+    assert not (tmp_path / "y").exists() or list((tmp_path / "y").iterdir()) == []
