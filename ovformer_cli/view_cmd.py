@@ -53,7 +53,7 @@ def view(
             f"ovformer view needs {err.name}, which is not installed; pip install 'ovformer[view]'"
         ) from None
 
-    check_input_path(target, "results", kind="any")
+    check_input_path(target, "results", kind="any", advice="give a results folder or a result .json")
     only: tuple[Path, ...] | None = None
     folder = target
     if target.is_file():

@@ -79,6 +79,7 @@ def check_input_path(
     what: str,
     error: type[OVFormerError] = OVFormerError,
     kind: PathKind = "file",
+    advice: str | None = None,
 ) -> Path:
     """``path`` as a ``Path`` when it can be read as ``kind``, else ``error("<what> <path> <problem>")``.
 
@@ -87,8 +88,10 @@ def check_input_path(
         what: what it is, for the message (``"results file"``, ``"frames root"``).
         error: the ``OVFormerError`` subclass to raise.
         kind: ``"file"``, ``"folder"`` or ``"any"``.
+        advice: what to do instead of the usual advice, when the caller knows better
+            (``"give a results folder or a result .json"``).
     """
-    problem = input_path_problem(path, kind)
-    if problem is not None:
-        raise error(f"{what} {path} {problem}")
+    found = path_fact(path, kind)
+    if found is not None:
+        raise error(f"{what} {path} {found[0]}; {advice or found[1]}")
     return Path(path)

@@ -420,8 +420,12 @@ def write_result_json(path: str | os.PathLike[str], results: VideoResult | Seque
     """Write the full ovformer result file (one or several videos); atomic.
 
     Layout: ``{"format": "ovformer-results", "version": 1, "videos": [VideoResult.to_dict(), ...]}``.
+    Video ids must be distinct: ``load_results`` refuses a file that repeats one, so none is written.
     """
     videos = [results] if isinstance(results, VideoResult) else list(results)
+    ids = [video.video_id for video in videos]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"video ids repeat in {ids}; give each video of a result file its own id")
     document = {
         "format": RESULT_FORMAT,
         "version": RESULT_VERSION,

@@ -215,6 +215,12 @@ def _read_error(path: Path, kind: TensorFileFormat, err: BaseException, what: st
     elif kind == "safetensors":
         reason = f"corrupt safetensors file: {first_line(err).removeprefix('Error while deserializing header: ')}"
     else:
+        opcode = re.search(r"Unsupported operand (\d+)", text)
+        if opcode:  # a real torch.save file with pickle_protocol > 2: say so rather than "damaged"
+            return CheckpointError(
+                f"cannot read {what} {path}: it was saved with a pickle protocol whose opcode {opcode[1]} torch's "
+                f"safe loader does not support; re-save it with torch.save's default protocol, or {hint}"
+            )
         detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
         # torch's reader errors go on with advice for developers ("This is an internal miniz error. ...").
         first = (detail[1].strip() if detail else first_line(err)).split(". ")[0]

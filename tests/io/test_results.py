@@ -311,7 +311,13 @@ def test_result_files_are_validated_on_load(tmp_path: Path, make_result: Callabl
 def test_duplicate_video_ids_in_one_file(tmp_path: Path, make_result: Callable) -> None:
     result, _ = make_result()
     path = tmp_path / "two.json"
-    write_result_json(path, [result, dataclasses.replace(result, video_name="again")])
+    with pytest.raises(ValueError, match="video ids repeat"):
+        write_result_json(path, [result, dataclasses.replace(result, video_name="again")])
+    assert not path.exists()
+    write_result_json(path, result)
+    document = json.loads(path.read_text())
+    document["videos"].append(dict(document["videos"][0], video_name="again"))
+    path.write_text(json.dumps(document))
     with pytest.raises(ResultsError, match="video id 1 appears twice \\(videos 0 and 1\\)"):
         load_results(path)
     write_result_json(path, [result, dataclasses.replace(result, video_id=2)])

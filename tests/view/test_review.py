@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_malformed_edits_are_refused(data, message):
 def test_save_keeps_the_original_and_other_videos_and_counts_revisions(tmp_path: Path):
     original_path = tmp_path / "pair.json"
     first = known_result("a.mp4", "a", (1, 2, 3))
-    second = known_result("b.mp4", "b", (1, 2))
+    second = dataclasses.replace(known_result("b.mp4", "b", (1, 2)), video_id=2)
     write_result_json(original_path, [first, second])
     before = original_path.read_bytes()
     saved = save_review(original_path, 1, [Edit("delete", 2)], base_revision=0)
