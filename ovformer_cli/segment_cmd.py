@@ -195,7 +195,7 @@ def segment(
         ),
     ] = False,
     offline: Annotated[bool, typer.Option("--offline", help="Never download weights.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and warnings.")] = False,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
 ) -> None:
     """Find, segment, track and name every object of the given categories in each input."""
@@ -301,10 +301,8 @@ def segment(
         if not complete:
             assert result.decode is not None
             summary["incomplete"].append(str(spec.path))
-            if not quiet:
-                stderr.print(
-                    f"warning: {spec.path}: incomplete: {result.decode.summary()}", highlight=False, markup=False
-                )
+            # Printed even when quiet: frames were lost, and a batch log should say which input lost them.
+            stderr.print(f"warning: {spec.path}: incomplete: {result.decode.summary()}", highlight=False, markup=False)
         if not quiet and not json_summary:
             stdout.print(summary_table(result))
             rate = result.num_frames / max(seconds, 1e-9)
@@ -314,11 +312,13 @@ def segment(
     if json_summary:
         typer.echo(json.dumps(summary))
     if summary["failed"]:
+        # Quiet drops the header, never the errors themselves: one "error: ..." line per failed input.
         if not quiet:
             total = len(specs) + len(unresolved)
             stderr.print(f"[bold red]{len(summary['failed'])} of {total} inputs failed:[/]")
-            for failure in summary["failed"]:
-                stderr.print(f"  {failure_line(failure['input'], failure['error'])}", highlight=False, markup=False)
+        for failure in summary["failed"]:
+            line = failure_line(failure["input"], failure["error"])
+            stderr.print(f"error: {line}" if quiet else f"  {line}", highlight=False, markup=False)
         raise typer.Exit(EXIT_SOME_FAILED)
     if summary["incomplete"]:
         if not quiet:

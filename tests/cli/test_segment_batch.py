@@ -226,7 +226,8 @@ def test_library_warnings_do_not_come_before_the_error_line(tmp_path: Path, weig
     done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     lines = done.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: cannot read checkpoint {odd}: it was saved with a pickle"), lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: cannot read checkpoint {odd}: it was saved with a pickle"), lines
     assert "re-save it with torch.save's default protocol" in lines[0]
 
 
@@ -265,6 +266,11 @@ def test_a_truncated_video_is_processed_but_never_a_silent_success(tmp_path: Pat
     # A failure elsewhere in the batch takes precedence: exit 1.
     mixed = runner.invoke(app, segment_args(weights, str(cut), str(tmp_path / "gone.mp4"), "-o", str(out), "-q"))
     assert mixed.exit_code == 1
+    # Quiet drops progress and tables, never what went wrong: one warning and one error line.
+    lines = mixed.stderr.splitlines()
+    assert len(lines) == 2 and mixed.stdout == "", mixed.output
+    assert lines[0].startswith(f"warning: {cut}: incomplete: decoded ")
+    assert lines[1].startswith(f"error: {tmp_path / 'gone.mp4'} does not exist")
 
 
 def test_links_that_lead_nowhere_are_named_as_such(tmp_path: Path, weights):
