@@ -55,6 +55,7 @@ class Mode(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -165,7 +166,14 @@ def segment(
     device: Annotated[
         str | None, typer.Option("--device", help="cuda, cpu, cuda:N (default: cuda if available).")
     ] = None,
-    precision: Annotated[Precision, typer.Option("--precision", help="Network precision.")] = Precision.fp32,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            "--precision",
+            help="Network precision; auto: bf16 on CPUs with AMX/AVX512-BF16 and on bf16 GPUs, else fp32 "
+            "(fp32 reproduces the official model).",
+        ),
+    ] = Precision.auto,
     threads: ThreadsOption = None,
     mode: Annotated[
         Mode | None, typer.Option("--mode", help="semi-online | per-frame | offline (whole video as one clip).")

@@ -1,0 +1,89 @@
+"""bfloat16 runs the whole network in bf16 (the pixel decoder included) and stays within the accuracy guard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ovformer_core.checkpoints import load_weights
+from ovformer_core.inference import precision as precision_module
+from ovformer_core.inference.precision import resolve_precision
+from ovformer_core.inference.segment import SegmentOptions
+from ovformer_core.model.build import build_model
+from ovformer_core.model.preprocess import normalize_and_pad
+from tests.inference.test_segment_parity import decode, run
+from tests.reference_fixtures import (
+    BF16_MASK_PIXEL_FRACTION,
+    BF16_RAW_RELATIVE,
+    BF16_SCORE_ATOL,
+    BF16_TOPK_OVERLAP,
+    VIDEO_TINY,
+    tiny_config,
+)
+
+
+@torch.inference_mode()
+def test_pixel_decoder_runs_in_bf16_with_float32_sampling():
+    cfg = tiny_config(video=True)
+    model = build_model(cfg).eval()
+    checkpoint = load_weights(model, cfg, VIDEO_TINY / "model.pth")
+    inputs = np.load(VIDEO_TINY / "inputs.npz")
+    pixels = normalize_and_pad(torch.from_numpy(inputs["frames"][:5]), cfg.pixel_mean, cfg.pixel_std, 32)
+    locations_dtypes = []
+    layer = model.pixel_decoder.encoder_layers[0].self_attn
+    hook = layer.sampling_offsets.register_forward_hook(lambda m, i, o: locations_dtypes.append(o.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        decoded = model.pixel_decoder(model.backbone(pixels))
+        out = model(pixels[None], torch.from_numpy(inputs["clip_embeddings"][:5])[None], checkpoint.text_classifier)
+    hook.remove()
+    assert decoded.mask_features.dtype == torch.bfloat16
+    assert set(locations_dtypes) == {torch.float32}
+    expected = np.load(VIDEO_TINY / "clip_outputs.npz")
+    for name, value in [("pred_logits", out.class_logits), ("pred_masks", out.mask_logits)]:
+        reference = expected[f"clip0_{name}"]
+        scale = max(1.0, float(np.abs(reference).max()))
+        assert np.abs(value[0].float().numpy() - reference).max() <= BF16_RAW_RELATIVE * scale
+
+
+def test_fp16_keeps_the_pixel_decoder_in_float32():
+    cfg = tiny_config(video=True)
+    model = build_model(cfg).eval()
+    features = {"res2": torch.randn(1, 32, 16, 16), "res3": torch.randn(1, 64, 8, 8)}
+    features |= {"res4": torch.randn(1, 128, 4, 4), "res5": torch.randn(1, 256, 2, 2)}
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.float16):
+        assert model.pixel_decoder(features).mask_features.dtype == torch.float32
+
+
+def test_bf16_final_results_within_guard_of_the_official():
+    _, results = run(True, SegmentOptions(mode="semi-online", top_k=50, min_size=None, precision="bf16"), window=5)
+    final = np.load(VIDEO_TINY / "final.npz")
+    theirs = {
+        (int(q), int(c)): i for i, (q, c) in enumerate(zip(final["topk_query"], final["pred_labels"], strict=True))
+    }
+    ours = {(r.slot, r.label): r for r in results}
+    common = set(ours) & set(theirs)
+    assert len(common) >= BF16_TOPK_OVERLAP * len(theirs)
+    differing = total = 0
+    for key in common:
+        assert abs(ours[key].score - final["pred_scores"][theirs[key]]) <= BF16_SCORE_ATOL
+        differing += int((decode(ours[key]) != final["pred_masks"][theirs[key]]).sum())
+        total += final["pred_masks"][theirs[key]].size
+    assert differing <= BF16_MASK_PIXEL_FRACTION * total
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [({"amx_bf16": True}, "bf16"), ({"avx512_bf16": True}, "bf16"), ({"avx2": True}, "fp32")],
+)
+def test_auto_precision_on_cpu(monkeypatch: pytest.MonkeyPatch, features: dict, expected: str):
+    monkeypatch.setattr(precision_module.torch.cpu, "get_capabilities", lambda: features)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"  # an explicit choice is kept
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+@pytest.mark.parametrize("supported", [True, False])
+def test_auto_precision_on_cuda(monkeypatch: pytest.MonkeyPatch, supported: bool):
+    monkeypatch.setattr(precision_module.torch.cuda, "is_bf16_supported", lambda: supported)
+    assert resolve_precision("auto", torch.device("cuda")) == ("bf16" if supported else "fp32")
