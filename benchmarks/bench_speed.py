@@ -164,7 +164,9 @@ def fast_and_reference(cfg: ModelConfig) -> dict[str, ModelConfig]:
     fast = replace(
         cfg,
         backbone=replace(cfg.backbone, channels_last=True),
-        pixel_decoder=replace(cfg.pixel_decoder, deform_attn_impl="gather"),
+        # auto: the embedding_bag gather on CPU, grid_sample on CUDA (measured faster on an H200 in bf16:
+        # pixel decoder 0.016 s against 0.072 s 360p window)
+        pixel_decoder=replace(cfg.pixel_decoder, deform_attn_impl="auto"),
         decoder=replace(cfg.decoder, attention_masks="level"),
     )
     return {"reference": reference, "fast": fast}

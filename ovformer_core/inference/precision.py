@@ -28,7 +28,14 @@ BF16_CPU_FEATURES = ("amx_bf16", "avx512_bf16")
 
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices in hardware (AMX-BF16 or AVX512-BF16)."""
-    capabilities = torch.cpu.get_capabilities()
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if get_capabilities is None:  # older torch: only the private probes
+        probes = (
+            getattr(torch.cpu, "_is_amx_tile_supported", None),
+            getattr(torch.cpu, "_is_avx512_bf16_supported", None),
+        )
+        return any(probe is not None and bool(probe()) for probe in probes)
+    capabilities = get_capabilities()
     return any(bool(capabilities.get(feature, False)) for feature in BF16_CPU_FEATURES)
 
 
