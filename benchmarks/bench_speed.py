@@ -35,6 +35,10 @@ from ovformer_core.inference.tracker import QueryTracks  # noqa: E402
 from ovformer_core.model.build import build_model  # noqa: E402
 from ovformer_core.model.preprocess import PreprocessInfo, normalize_and_pad  # noqa: E402
 
+#: The two whole-pipeline variants (see ``fast_and_reference``).
+VARIANTS = ("reference", "fast")
+#: Official forward / our reference path, both measured side by side on the 2-core CPU (issue 12).
+OFFICIAL_OVER_REFERENCE = 1.16
 #: Parity tolerance between paths (the fixtures' float tolerance); bf16 gets a wider documented one.
 TOLERANCE = {"fp32": 1e-3, "bf16": 0.25, "fp16": 0.1}
 
@@ -75,7 +79,9 @@ def time_stages(
 
 
 @torch.inference_mode()
-def bench_window(name: str, height: int, precision: str, device: torch.device, repeats: int) -> dict:
+def bench_window(
+    name: str, height: int, precision: str, device: torch.device, repeats: int, variants: tuple[str, ...] = VARIANTS
+) -> dict:
     """One 5-frame window through each stage, reference path then fast path (same weights)."""
     width = int(round(height * 16 / 9))
     base = r50_config() if name == "r50" else swinb_config()
@@ -94,6 +100,8 @@ def bench_window(name: str, height: int, precision: str, device: torch.device, r
     row: dict = {"config": name, "height": height, "width": width, "precision": precision, "device": str(device)}
     finals = {}
     for variant, cfg in fast_and_reference(base).items():
+        if variant not in variants:
+            continue
         model = build_model(cfg).eval()
         model.load_state_dict(state)
         model.to(device)
@@ -103,16 +111,10 @@ def bench_window(name: str, height: int, precision: str, device: torch.device, r
         row.update({f"{variant}_{stage}_s": seconds for stage, seconds in stages.items()})
         row[f"{variant}_window_s"] = sum(stages.values())
         finals[variant] = out
-    ref, fast = finals["reference"], finals["fast"]
-    row["fast_vs_reference_max_abs"] = max(
-        (ref.final.class_logits - fast.final.class_logits).abs().max().item(),
-        (ref.final.mask_logits - fast.final.mask_logits).abs().max().item(),
-        (ref.query_embeds - fast.query_embeds).abs().max().item(),
-    )
-    row["parity_ok"] = row["fast_vs_reference_max_abs"] <= TOLERANCE[precision] * max(
-        1.0, ref.final.mask_logits.abs().max().item()
-    )
-    row["speedup"] = row["reference_window_s"] / row["fast_window_s"]
+    fast = finals["fast"]
+    if "reference" in finals:
+        ref = finals["reference"]
+        compare_paths(row, ref, fast, precision)
 
     tracks = QueryTracks()
     embeds = fast.query_embeds[0].float()
@@ -138,6 +140,19 @@ def bench_window(name: str, height: int, precision: str, device: torch.device, r
     return row
 
 
+def compare_paths(row: dict, ref: object, fast: object, precision: str) -> None:
+    """Largest difference between the two paths' outputs and whether it is within tolerance."""
+    row["fast_vs_reference_max_abs"] = max(
+        (ref.final.class_logits - fast.final.class_logits).abs().max().item(),
+        (ref.final.mask_logits - fast.final.mask_logits).abs().max().item(),
+        (ref.query_embeds - fast.query_embeds).abs().max().item(),
+    )
+    row["parity_ok"] = row["fast_vs_reference_max_abs"] <= TOLERANCE[precision] * max(
+        1.0, ref.final.mask_logits.abs().max().item()
+    )
+    row["speedup"] = row["reference_window_s"] / row["fast_window_s"]
+
+
 def fast_and_reference(cfg: ModelConfig) -> dict[str, ModelConfig]:
     """The two whole-pipeline variants compared end to end."""
     reference = replace(
@@ -149,7 +164,9 @@ def fast_and_reference(cfg: ModelConfig) -> dict[str, ModelConfig]:
     fast = replace(
         cfg,
         backbone=replace(cfg.backbone, channels_last=True),
-        pixel_decoder=replace(cfg.pixel_decoder, deform_attn_impl="gather"),
+        # auto: the embedding_bag gather on CPU, grid_sample on CUDA (measured faster on an H200 in bf16:
+        # pixel decoder 0.016 s against 0.072 s per R-50 360p window)
+        pixel_decoder=replace(cfg.pixel_decoder, deform_attn_impl="auto"),
         decoder=replace(cfg.decoder, attention_masks="level"),
     )
     return {"reference": reference, "fast": fast}
@@ -212,6 +229,49 @@ def bench_end_to_end(name: str, height: int, precision: str, device: torch.devic
     return row
 
 
+def _cell(row: dict, key: str, width: int, spec: str) -> str:
+    return f"{row[key]:>{width}{spec}}" if key in row else f"{'-':>{width}}"
+
+
+def print_windows(rows: list[dict]) -> None:
+    """Per-stage seconds of each variant, their ratio, association and mask+RLE time, parity."""
+    print(
+        f"{'config':<7}{'size':>9}{'prec':>6} | {'ref: backbone':>13}{'pixdec':>8}{'decoder':>8}{'window':>8} | "
+        f"{'fast: backbone':>14}{'pixdec':>8}{'decoder':>8}{'window':>8} | {'ratio':>6}{'assoc':>7}{'mask+rle':>9}"
+        f"{'maxdiff':>9}{'parity':>7}"
+    )
+    for r in rows:
+        parity = "-" if "parity_ok" not in r else "ok" if r["parity_ok"] else "FAIL"
+        print(
+            f"{r['config']:<7}{r['height']:>4}x{r['width']:<4}{r['precision']:>6} | "
+            + _cell(r, "reference_backbone_s", 13, ".3f")
+            + _cell(r, "reference_pixel_decoder_s", 8, ".3f")
+            + _cell(r, "reference_decoder_s", 8, ".3f")
+            + _cell(r, "reference_window_s", 8, ".3f")
+            + " | "
+            + _cell(r, "fast_backbone_s", 14, ".3f")
+            + _cell(r, "fast_pixel_decoder_s", 8, ".3f")
+            + _cell(r, "fast_decoder_s", 8, ".3f")
+            + _cell(r, "fast_window_s", 8, ".3f")
+            + " | "
+            + _cell(r, "speedup", 6, ".2f")
+            + _cell(r, "association_s", 7, ".4f")
+            + _cell(r, "masks_rle_s", 9, ".3f")
+            + _cell(r, "fast_vs_reference_max_abs", 9, ".1e")
+            + f"{parity:>7}"
+        )
+    for r in rows:
+        if "reference_window_s" in r:
+            # The official forward took 1.16x our reference path when both ran side by side (issue 12);
+            # a stored official timing from another day is not comparable on a shared machine.
+            official = OFFICIAL_OVER_REFERENCE * r["reference_window_s"]
+            print(
+                f"{r['config']}@{r['height']} {r['precision']}: fast {r['fast_window_s']:.2f} s/window; "
+                f"official estimated at {OFFICIAL_OVER_REFERENCE} x reference = {official:.2f} s "
+                f"({official / r['fast_window_s']:.2f}x)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -221,35 +281,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (the reference timing used 2)")
     parser.add_argument("--e2e-frames", type=int, default=0, help="also run the whole pipeline on N frames")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    variants = tuple(args.variants)
     rows = [
-        bench_window(c, h, p, device, args.repeats) for c in args.configs for h in args.heights for p in args.precisions
+        bench_window(c, h, p, device, args.repeats, variants)
+        for c in args.configs
+        for h in args.heights
+        for p in args.precisions
     ]
-    print(
-        f"{'config':<7}{'size':>9}{'prec':>6} | {'ref: backbone':>13}{'pixdec':>8}{'decoder':>8}{'window':>8} | "
-        f"{'fast: backbone':>14}{'pixdec':>8}{'decoder':>8}{'window':>8} | {'ratio':>6}{'assoc':>7}{'mask+rle':>9}"
-        f"{'maxdiff':>9}{'parity':>7}"
-    )
-    for r in rows:
-        print(
-            f"{r['config']:<7}{r['height']:>4}x{r['width']:<4}{r['precision']:>6} | "
-            f"{r['reference_backbone_s']:>13.3f}{r['reference_pixel_decoder_s']:>8.3f}{r['reference_decoder_s']:>8.3f}"
-            f"{r['reference_window_s']:>8.3f} | {r['fast_backbone_s']:>14.3f}{r['fast_pixel_decoder_s']:>8.3f}"
-            f"{r['fast_decoder_s']:>8.3f}{r['fast_window_s']:>8.3f} | {r['speedup']:>6.2f}{r['association_s']:>7.4f}"
-            f"{r['masks_rle_s']:>9.3f}{r['fast_vs_reference_max_abs']:>9.1e}{'ok' if r['parity_ok'] else 'FAIL':>7}"
-        )
-    baseline = json.loads((ROOT / "tests/fixtures/reference/timing_cpu.json").read_text())
-    official = baseline["full_r50_video_config"]["median_s"]
-    for r in rows:
-        if r["config"] == "r50" and r["height"] == 360 and r["device"] == "cpu":
-            print(
-                f"official R50@360x640 forward on this CPU class: {official:.2f} s/window; ours: reference "
-                f"{r['reference_window_s']:.2f} s, fast {r['fast_window_s']:.2f} s "
-                f"({official / r['fast_window_s']:.2f}x faster than the official)"
-            )
+    print_windows(rows)
     e2e = []
     if args.e2e_frames:
         e2e = [
@@ -270,7 +314,7 @@ def main() -> None:
             )
     if args.json:
         args.json.write_text(json.dumps({"windows": rows, "end_to_end": e2e}, indent=1))
-    if not all(r["parity_ok"] for r in rows):
+    if not all(r.get("parity_ok", True) for r in rows):
         raise SystemExit("fast path disagrees with the reference path beyond tolerance")
 
 

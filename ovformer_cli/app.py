@@ -12,6 +12,7 @@ from ovformer_cli.train_cmd import train
 from ovformer_cli.view_cmd import view
 from ovformer_cli.vocab_cmd import vocab_encode
 from ovformer_core import __version__
+from ovformer_core.cpu_threads import prefer_passive_wait
 
 app = typer.Typer(
     name="ovformer",
@@ -49,6 +50,7 @@ app.command("view")(view)
 
 def main() -> None:
     """Console entry point."""
+    prefer_passive_wait()  # before any command imports torch: libgomp reads it once, when it loads
     app()
 
 

@@ -18,7 +18,7 @@ import signal
 import warnings
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -35,6 +35,16 @@ EXIT_USER_ERROR = 2
 EXIT_SIGNAL_BASE = 128
 #: Signals that stop a command: outputs in progress are removed, one line is printed.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+#: ``--threads``, shared by the commands that run the network on the CPU (see ``ovformer_core.cpu_threads``).
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="CPU threads for the network (default: OMP_NUM_THREADS when set, else the physical cores).",
+        min=1,
+    ),
+]
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ovformer_cli.console import EXIT_USER_ERROR, stderr, stdout, user_errors
+from ovformer_cli.console import EXIT_USER_ERROR, ThreadsOption, stderr, stdout, user_errors
 from ovformer_core.errors import OutputError, OVFormerError, ResultsError, VideoError
 
 if TYPE_CHECKING:  # heavy imports only for the type checker; commands import them when they run
@@ -55,6 +55,7 @@ class Mode(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -165,7 +166,15 @@ def segment(
     device: Annotated[
         str | None, typer.Option("--device", help="cuda, cpu, cuda:N (default: cuda if available).")
     ] = None,
-    precision: Annotated[Precision, typer.Option("--precision", help="Network precision.")] = Precision.fp32,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            "--precision",
+            help="Network precision; auto: bf16 on CPUs with AMX/AVX512-BF16 and on bf16 GPUs, else fp32 "
+            "(fp32 reproduces the official model).",
+        ),
+    ] = Precision.auto,
+    threads: ThreadsOption = None,
     mode: Annotated[
         Mode | None, typer.Option("--mode", help="semi-online | per-frame | offline (whole video as one clip).")
     ] = None,
@@ -199,11 +208,13 @@ def segment(
     json_summary: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
 ) -> None:
     """Find, segment, track and name every object of the given categories in each input."""
+    from ovformer_core.cpu_threads import set_threads
     from ovformer_core.io.outputs import RESULT, OutputPaths, check_output_paths, missing_outputs, write_outputs
     from ovformer_core.io.results import write_result_json
     from ovformer_core.io.video import ReadOptions, open_source, resolve_inputs
     from ovformer_core.predictor import load_model, segment_options_for
 
+    set_threads(threads)
     if dataset is not None:
         if inputs:
             raise OVFormerError("give either input videos or --dataset, not both")

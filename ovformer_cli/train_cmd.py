@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ovformer_cli.console import stderr, stdout, user_errors
+from ovformer_cli.console import ThreadsOption, stderr, stdout, user_errors
 from ovformer_core.errors import TrainingError
 from ovformer_core.io.json_input import parse_json_text
 
@@ -74,13 +74,17 @@ def train(
         Path | None,
         typer.Option("--build-clip-cache", help="Encode every training frame with CLIP into this file and exit."),
     ] = None,
+    threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors and the final line.")] = False,
 ) -> None:
     """Train OVFormer (image level on LVIS, video level on LV-VIS, or your own annotations).
 
     Under torchrun every process runs this command: torchrun --nproc_per_node 8 -m ovformer_cli train -c run.json
     """
+    from ovformer_core.cpu_threads import set_threads
     from ovformer_core.train.config import check_train_config, config_from_overrides, read_config_json, recipe
+
+    set_threads(threads)
 
     if print_config is not None:
         stdout.print_json(json.dumps({"recipe": print_config, **recipe(print_config).to_dict()}))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ovformer_cli.console import stderr, stdout, user_errors
+from ovformer_cli.console import ThreadsOption, stderr, stdout, user_errors
 from ovformer_core.errors import OVFormerError
 
 
@@ -44,16 +44,19 @@ def vocab_encode(
         typer.Option("--templates", help="Prompt templates file: one per line, each with one '{}' for the name."),
     ] = None,
     device: Annotated[Device, typer.Option("--device", help="Run the text encoder on this device.")] = Device.cpu,
+    threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Encode class names with CLIP's text tower into a reusable .vocab file."""
     # Heavy imports (torch, open_clip) only when the command runs, so `ovformer --help` stays fast.
     import torch
 
+    from ovformer_core.cpu_threads import set_threads
     from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipTextEncoderFactory
     from ovformer_core.vocab import DEFAULT_TEMPLATES, VOCAB_SUFFIX, encode_classes, read_classes, read_templates
     from ovformer_core.weights import resolve
 
+    set_threads(threads)
     if output.suffix != VOCAB_SUFFIX:
         raise OVFormerError(f"output {output} must end in {VOCAB_SUFFIX}; e.g. -o classes{VOCAB_SUFFIX}")
     if device is Device.cuda and not torch.cuda.is_available():

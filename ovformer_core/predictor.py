@@ -12,13 +12,13 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from ovformer_core.checkpoints import MODEL_RELEASES, check_fits, read_checkpoint
 from ovformer_core.config import ModelConfig
 from ovformer_core.errors import CheckpointError, OVFormerError
+from ovformer_core.inference.precision import Precision
 from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter
 from ovformer_core.io.results import Track, VideoResult
 from ovformer_core.io.video import ReadOptions, SourceSpec, VideoSource, open_source
@@ -28,7 +28,6 @@ from ovformer_core.model.ovformer import OVFormer
 from ovformer_core.vocab import Vocabulary, check_vocabulary_clip, load_vocabulary
 from ovformer_core.weights import ovformer_home, resolve
 
-Precision = Literal["fp32", "bf16", "fp16"]
 VocabularySpec = Vocabulary | str | os.PathLike[str] | Sequence[str]
 
 
@@ -235,7 +234,7 @@ def load_model(
     weights: str | os.PathLike[str] | None = None,
     clip_weights: str | os.PathLike[str] | None = None,
     device: str | None = None,
-    precision: Precision = "fp32",
+    precision: Precision = "auto",
     home: str | os.PathLike[str] | None = None,
     allow_download: bool = True,
     progress: bool = True,
@@ -249,7 +248,8 @@ def load_model(
             when missing and online).
         clip_weights: path of the CLIP ViT-B/32 weights; default: the cache / OpenAI download.
         device: ``cuda``, ``cpu``, ``cuda:1``...; default cuda when available.
-        precision: autocast precision for the network.
+        precision: the network's precision; ``auto`` picks bf16 on CPUs and GPUs with bfloat16 units,
+            else fp32 (``ovformer_core.inference.precision``).
         home: cache folder (default ``$OVFORMER_HOME`` or ``~/.cache/ovformer``).
     """
     if model not in MODEL_RELEASES:

@@ -28,6 +28,7 @@ from torch import Tensor
 from ovformer_core.config import ModelConfig
 from ovformer_core.inference.mask_store import MaskStore
 from ovformer_core.inference.postprocess import masks_to_original, pair_scores, top_k_pairs
+from ovformer_core.inference.precision import Precision, autocast_dtype, resolve_precision
 from ovformer_core.inference.tracker import QueryTracks
 from ovformer_core.model.ovformer import OVFormer, WindowOutput
 from ovformer_core.model.preprocess import PreprocessInfo, normalize_and_pad, resize_frames, shortest_edge_size
@@ -54,7 +55,8 @@ class SegmentOptions:
         frame_score_ratio: per-frame blanking ratio of the per-frame mode (official: 0.1).
         min_size: shortest side fed to the network; None keeps the frames' own size.
         max_size: bound on the long side after resizing.
-        precision: "fp32", "bf16" or "fp16" (autocast; the pixel decoder always runs in fp32).
+        precision: "fp32", "bf16", "fp16" (autocast; in fp16 the pixel decoder runs in fp32) or "auto", the
+            fastest one that passes the accuracy guard on the model's device (see ``inference.precision``).
     """
 
     mode: Literal["semi-online", "per-frame"] = "semi-online"
@@ -65,7 +67,7 @@ class SegmentOptions:
     frame_score_ratio: float = 0.1
     min_size: int | None = 360
     max_size: int = 1333
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = "auto"
 
 
 @dataclass
@@ -191,9 +193,9 @@ class StreamingSegmenter:
         return pixels, info
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
-        if self.options.precision == "fp32":
+        dtype = autocast_dtype(resolve_precision(self.options.precision, self.device))
+        if dtype is None:
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.options.precision == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     @torch.inference_mode()

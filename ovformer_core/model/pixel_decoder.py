@@ -118,20 +118,28 @@ class PixelDecoder(nn.Module):
         self.chunk_size = cfg.chunk_size
 
     def forward(self, features: dict[str, Tensor]) -> PixelDecoderOutput:
-        """Args: features: ``{name: [N, C_l, H_l, W_l]}`` from the backbone. Runs in float32."""
-        with torch.autocast(device_type=next(iter(features.values())).device.type, enabled=False):
-            return self._forward(features)
+        """Args: features: ``{name: [N, C_l, H_l, W_l]}`` from the backbone.
 
-    def _forward(self, features: dict[str, Tensor]) -> PixelDecoderOutput:
+        Without autocast everything runs in float32. Under bfloat16 autocast the convolutions and
+        linear layers run in bfloat16, while the encoder's residual stream, the sampling locations and
+        the attention weights stay in float32 (see ``MSDeformAttn``). Under float16 autocast the
+        decoder runs in float32 (float16's range is not checked for it).
+        """
+        device_type = next(iter(features.values())).device.type
+        reduced = torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.bfloat16
+        with torch.autocast(device_type=device_type, enabled=reduced):
+            return self._forward(features, reduced)
+
+    def _forward(self, features: dict[str, Tensor], reduced: bool) -> PixelDecoderOutput:
         srcs, pos, shapes = [], [], []
         for level, name in enumerate(self.deformable_names):
-            x = features[name].float()
+            x = features[name] if reduced else features[name].float()
             n, _, h, w = x.shape
             shapes.append((h, w))
             srcs.append(self.input_proj[level](x).flatten(2).transpose(1, 2))
             level_pos = sine_position_encoding(1, h, w, self.pos_feats, temporal=False, device=x.device)
             pos.append(level_pos.flatten(2).transpose(1, 2) + self.level_embed[level].view(1, 1, -1))
-        tokens = torch.cat(srcs, 1)
+        tokens = torch.cat(srcs, 1).float()  # the residual stream stays float32 (layer norms in float32)
         pos_tokens = torch.cat(pos, 1)
         reference = encoder_reference_points(shapes, tokens.device).expand(tokens.shape[0], -1, -1, -1)
         chunk = self.chunk_size if resolve_impl(self.deform_attn_impl, tokens.device) == "gather" else None
@@ -144,7 +152,7 @@ class PixelDecoder(nn.Module):
         ]
         num_fpn = len(self.fpn_names)
         for i, name in enumerate(self.fpn_names):
-            lateral = self.lateral_convs[num_fpn - 1 - i](features[name].float())
+            lateral = self.lateral_convs[num_fpn - 1 - i](features[name] if reduced else features[name].float())
             merged = lateral + F.interpolate(outs[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False)
             outs.append(self.output_convs[num_fpn - 1 - i](merged))
         return PixelDecoderOutput(mask_features=self.mask_features(outs[-1]), multi_scale=outs[: self.num_outputs])

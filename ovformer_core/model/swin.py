@@ -173,7 +173,8 @@ class WindowAttention(nn.Module):
             out = F.scaled_dot_product_attention(
                 query.reshape(shape), key.reshape(shape), value.reshape(shape), attn_mask=attn_bias
             )
-            out = out.view(num_windows_total, self.num_heads, num_tokens, head_dim)
+            # reshape, not view: CUDA's fused kernels may return a non-contiguous output
+            out = out.reshape(num_windows_total, self.num_heads, num_tokens, head_dim)
         out = out.transpose(1, 2).reshape(num_windows_total, num_tokens, channels)
         return self.proj(out)
 

@@ -1,0 +1,330 @@
+"""The GPU check of issue 12: parity on every fixture, per-stage and end-to-end speed, memory, compile.
+
+Run it through ``benchmarks/gpu_check.sh`` on a CUDA machine (about 6 minutes on one H100/H200); each
+step runs in its own process under a time box, so one that hangs or fails costs only its own box.
+``--device cpu --quick`` runs every step on tiny inputs to prove the script works without a GPU.
+
+    python benchmarks/gpu_check.py --device cuda --out runs/gpu        # the full check
+    python benchmarks/gpu_check.py --device cpu --quick               # the smoke run (minutes per step)
+
+Steps (each prints its figures and appends one JSON object per line to ``OUT/gpu_check.jsonl``):
+
+- ``env``: torch, device, bf16 support, what ``--precision auto`` resolves to;
+- ``parity``: video_tiny per-clip raw outputs, the semi-online final result and the zero-shot
+  per-frame final result on the device, fp32 to the fixtures' tolerances (TF32 off) and bf16 to the
+  accuracy guard (``tests/reference_fixtures.py``);
+- ``guard``: the full-size random-weight R-50 network, bf16 against fp32 on one window;
+- ``speed_r50``, ``speed_swinb``: per-stage seconds of one 5-frame window, reference path and fast
+  path, at 360 and 480, fp32 and bf16 (``bench_speed.bench_window``), frames/s and peak GPU memory;
+- ``e2e``: the streaming segmenter (network, association, mask upsampling, RLE) on a frame array;
+- ``compile``: torch.compile (inductor) and CUDA graphs (``reduce-overhead``) on the R-50 bf16 window;
+- ``cpu``: the host CPU, fp32 against bf16 on one R-50 window (AMX / AVX512-BF16 hosts show the gain);
+- ``profile``: the pixel decoder's kernels, fp32 and bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_speed import bench_window, fast_and_reference, print_windows  # noqa: E402
+from ovformer_core.config import r50_config  # noqa: E402
+from ovformer_core.inference.precision import autocast_dtype, cpu_has_fast_bf16, resolve_precision  # noqa: E402
+from ovformer_core.model.build import build_model  # noqa: E402
+from ovformer_core.model.preprocess import normalize_and_pad  # noqa: E402
+
+#: Seconds each step may take on the GPU (480 s together: the whole check fits in 8 minutes).
+TIME_BOX = {
+    "env": 20,
+    "parity": 60,
+    "guard": 40,
+    "speed_r50": 70,
+    "speed_swinb": 100,
+    "e2e": 40,
+    "compile": 110,
+    "cpu": 40,
+    "profile": 40,
+}
+#: Steps run by default (``profile`` is a diagnostic, run with ``--steps profile``).
+STEPS = tuple(step for step in TIME_BOX if step != "profile")
+
+
+def emit(out: Path, step: str, record: dict) -> None:
+    """Print one record and append it to ``out/gpu_check.jsonl``."""
+    record = {"step": step, **record}
+    line = json.dumps(record, default=float)  # numpy scalars
+    print(line, flush=True)
+    with (out / "gpu_check.jsonl").open("a") as file:
+        file.write(line + "\n")
+
+
+def exact_float32(device: torch.device) -> None:
+    """No TF32: fp32 parity is checked against fixtures made in true float32."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def step_env(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    record: dict = {"torch": torch.__version__, "device": str(device), "fast_cpu_bf16": cpu_has_fast_bf16()}
+    if device.type == "cuda":
+        record |= {
+            "gpu": torch.cuda.get_device_name(device),
+            "capability": list(torch.cuda.get_device_capability(device)),
+            "bf16_supported": torch.cuda.is_bf16_supported(),
+        }
+    record["auto_precision"] = resolve_precision("auto", device)
+    emit(args.out, "env", record)
+
+
+def step_parity(args: argparse.Namespace) -> None:
+    from tests.inference.fixture_checks import check_video_tiny_final, check_video_tiny_raw, check_zeroshot_final
+
+    device = torch.device(args.device)
+    exact_float32(device)
+    for precision in ("fp32", "bf16"):
+        for name, check in (
+            ("video_tiny raw clips", check_video_tiny_raw),
+            ("video_tiny semi-online final", check_video_tiny_final),
+            ("zeroshot_video_tiny per-frame final", check_zeroshot_final),
+        ):
+            try:
+                figures = check(device, precision)
+                emit(args.out, "parity", {"fixture": name, "precision": precision, "ok": True, **figures})
+            except Exception as err:  # noqa: BLE001 - report it and go on with the other fixtures
+                record = {"fixture": name, "precision": precision, "ok": False, "error": f"{type(err).__name__}: {err}"}
+                emit(args.out, "parity", record)
+
+
+@torch.inference_mode()
+def step_guard(args: argparse.Namespace) -> None:
+    """Full-size random-weight R-50: bf16 against fp32 on one window (raw outputs, top-k pairs)."""
+    from ovformer_core.inference.postprocess import pair_scores, top_k_pairs
+
+    device = torch.device(args.device)
+    exact_float32(device)
+    height = 96 if args.quick else 360
+    width = round(height * 16 / 9)
+    cfg = fast_and_reference(r50_config())["fast"]
+    torch.manual_seed(0)
+    model = build_model(cfg).eval().to(device)
+    frames = torch.randint(0, 256, (5, height, width, 3), dtype=torch.uint8)
+    pixels = normalize_and_pad(frames.to(device), cfg.pixel_mean, cfg.pixel_std, 32)[None]
+    clip_embeds = torch.randn(1, 5, 512, device=device)
+    text = torch.nn.functional.normalize(torch.randn(512, 1197, device=device), dim=0)
+    text[:, -1] = 0
+    outs = {}
+    for precision in ("fp32", "bf16"):
+        dtype = autocast_dtype(precision)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            outs[precision] = model(pixels, clip_embeds, text)
+    ref, low = outs["fp32"], outs["bf16"]
+    record: dict = {"height": height}
+    for name in ("class_logits", "mask_logits", "query_embeds"):
+        a, b = getattr(ref, name).float(), getattr(low, name).float()
+        record[f"{name}_max_abs"] = (a - b).abs().max().item()
+        record[f"{name}_scale"] = a.abs().max().item()
+    k = 50
+    sets = []
+    for out in (ref, low):
+        _, labels, slots = top_k_pairs(pair_scores(out.class_logits[0].float(), out.object_logits[0].float()), k)
+        sets.append(set(zip(slots.tolist(), labels.tolist(), strict=True)))
+    record["topk_overlap"] = len(sets[0] & sets[1]) / k
+    masks = (ref.mask_logits > 0) != (low.mask_logits > 0)
+    record["mask_pixels_flipped"] = masks.float().mean().item()
+    emit(args.out, "guard", record)
+
+
+def step_speed(args: argparse.Namespace, name: str) -> None:
+    """One window through each stage, reference and fast path, at each height and precision."""
+    device = torch.device(args.device)
+    exact_float32(device)
+    heights = [96] if args.quick else [360, 480]
+    variants = ("fast",) if args.quick else ("reference", "fast")
+    rows = []
+    for height in heights:
+        for precision in ("fp32", "bf16"):
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            row = bench_window(name, height, precision, device, 1 if args.quick else 3, variants)
+            row["fast_fps"] = 5 / row["fast_window_s"]
+            rows.append(row)
+            emit(args.out, f"speed_{name}", row)
+    print_windows(rows)
+
+
+@torch.inference_mode()
+def step_e2e(args: argparse.Namespace) -> None:
+    from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter, iter_windows
+
+    device = torch.device(args.device)
+    height = 96 if args.quick else 360
+    num_frames = 5 if args.quick else 30
+    width = round(height * 16 / 9)
+    cfg = fast_and_reference(r50_config())["fast"]
+    torch.manual_seed(0)
+    model = build_model(cfg).eval().to(device)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
+    clip_embeds = rng.standard_normal((num_frames, 512)).astype(np.float32)
+    text = torch.nn.functional.normalize(torch.randn(512, 41), dim=0)
+    text[:, -1] = 0
+    for precision in ("bf16", "fp32"):
+        options = SegmentOptions(top_k=50, min_size=height, precision=precision)
+        for _ in range(2):  # a warm-up, then the timed run
+            segmenter = StreamingSegmenter(model, cfg, text, options)
+            start = time.perf_counter()
+            for first, window in iter_windows(frames, 5):
+                segmenter.add_window(window, clip_embeds[first : first + len(window)])
+            results = segmenter.finish()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            segmenter.close()
+        record = {"precision": precision, "height": height, "frames": num_frames, "seconds": seconds}
+        record |= {"fps": num_frames / seconds, "tracks": len(results)}
+        emit(args.out, "e2e", record)
+
+
+@torch.inference_mode()
+def step_compile(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    height = 96 if args.quick else 360
+    width = round(height * 16 / 9)
+    cfg = fast_and_reference(r50_config())["fast"]
+    torch.manual_seed(0)
+    model = build_model(cfg).eval().to(device)
+    frames = torch.randint(0, 256, (5, height, width, 3), dtype=torch.uint8)
+    pixels = normalize_and_pad(frames.to(device), cfg.pixel_mean, cfg.pixel_std, 32)[None]
+    clip_embeds = torch.randn(1, 5, 512, device=device)
+    text = torch.nn.functional.normalize(torch.randn(512, 1197, device=device), dim=0)
+    # reduce-overhead: inductor plus CUDA graphs (the window is many small kernels)
+    modes: list[str | None] = [None, "default"] if args.quick else [None, "reduce-overhead"]
+    for mode in modes:
+        run: Callable[..., object] = model if mode is None else torch.compile(model, mode=mode)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            start = time.perf_counter()
+            run(pixels, clip_embeds, text)
+            sync(device)
+            first = time.perf_counter() - start
+            times = []
+            for _ in range(2 if args.quick else 10):
+                start = time.perf_counter()
+                run(pixels, clip_embeds, text)
+                sync(device)
+                times.append(time.perf_counter() - start)
+        seconds = float(np.median(times))
+        record = {"mode": mode or "eager", "height": height, "first_call_s": first, "window_s": seconds}
+        emit(args.out, "compile", record | {"fps": 5 / seconds})
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def step_cpu(args: argparse.Namespace) -> None:
+    """The host CPU: fp32 vs bf16 on one fast-path R-50 window, all cores first, then 2 threads."""
+    height = 96 if args.quick else 360
+    cpu = torch.device("cpu")
+    precisions = ("fp32", "bf16") if cpu_has_fast_bf16() or args.quick else ("fp32",)
+    for threads in dict.fromkeys([torch.get_num_threads(), 2]):
+        torch.set_num_threads(threads)
+        for precision in precisions:
+            row = bench_window("r50", height, precision, cpu, 1, ("fast",))
+            record = {k: v for k, v in row.items() if k.startswith("fast_")}
+            emit(args.out, "cpu", {"threads": threads, "precision": precision, **record})
+
+
+@torch.inference_mode()
+def step_profile(args: argparse.Namespace) -> None:
+    """The kernels that take the time in the pixel decoder, fp32 and bf16 (R-50, default config)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(args.device)
+    exact_float32(device)
+    height = 96 if args.quick else 360
+    cfg = r50_config()
+    torch.manual_seed(0)
+    model = build_model(cfg).eval().to(device)
+    frames = torch.randint(0, 256, (5, height, round(height * 16 / 9), 3), dtype=torch.uint8)
+    pixels = normalize_and_pad(frames.to(device), cfg.pixel_mean, cfg.pixel_std, 32)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    for precision in ("fp32", "bf16"):
+        dtype = autocast_dtype(precision)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            features = model.backbone(pixels.contiguous(memory_format=torch.channels_last))
+            model.pixel_decoder(features)
+            sync(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            with profile(activities=activities) as prof:
+                model.pixel_decoder(features)
+                sync(device)
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(f"pixel decoder, {precision}:\n" + prof.key_averages().table(sort_by=key, row_limit=12), flush=True)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        emit(args.out, "profile", {"precision": precision, "peak_gpu_mib": peak})
+
+
+def run_steps(args: argparse.Namespace) -> int:
+    """Every requested step in its own process under its time box; the number that failed."""
+    failed = 0
+    scale = 1 if args.device != "cpu" else 8  # a shared 2-core CPU takes minutes even on tiny inputs
+    for step in args.steps:
+        if step == "compile" and args.device == "cpu" and args.quick:
+            print("== compile: skipped on CPU (inductor compiles C++; the GPU run covers it)", flush=True)
+            continue
+        box = TIME_BOX[step] * scale
+        print(f"== {step} (time box {box} s)", flush=True)
+        command = [sys.executable, __file__, "--step", step, "--device", args.device, "--out", str(args.out)]
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(command + (["--quick"] if args.quick else []), timeout=box)
+            status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+        except subprocess.TimeoutExpired:
+            status = f"stopped at its {box} s time box"
+        failed += status != "ok"
+        print(f"== {step}: {status} in {time.perf_counter() - start:.0f} s", flush=True)
+    return failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--quick", action="store_true", help="tiny inputs: a smoke run of every step")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "gpu_check_out")
+    parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=list(TIME_BOX))
+    parser.add_argument("--step", choices=list(TIME_BOX), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.step is None:
+        raise SystemExit(1 if run_steps(args) else 0)
+    steps: dict[str, Callable[[argparse.Namespace], None]] = {
+        "env": step_env,
+        "parity": step_parity,
+        "guard": step_guard,
+        "speed_r50": lambda a: step_speed(a, "r50"),
+        "speed_swinb": lambda a: step_speed(a, "swinb"),
+        "e2e": step_e2e,
+        "compile": step_compile,
+        "cpu": step_cpu,
+        "profile": step_profile,
+    }
+    steps[args.step](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The GPU check of issue 12, about 6 minutes on one H100/H200 (every step time-boxed; 8 minutes at most):
+# CUDA parity on every fixture (fp32 to the fixtures' tolerances, bf16 to the accuracy guard), the
+# full-size bf16 guard, per-stage and end-to-end frames/s for R-50 and Swin-B at 360/480 in fp32 and
+# bf16, peak GPU memory, torch.compile and CUDA graphs, and fp32 vs bf16 on the host CPU.
+#
+#   benchmarks/gpu_check.sh                       # on a CUDA machine
+#   benchmarks/gpu_check.sh --device cpu --quick  # smoke run without a GPU
+#
+# Figures go to $OUT (when set) or benchmarks/gpu_check_out/: gpu_check.log (everything printed)
+# and gpu_check.jsonl (one JSON object per figure). Needs torch, timm, scipy, numpy, pycocotools.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-benchmarks/gpu_check_out}"
+mkdir -p "$out"
+rm -f "$out/gpu_check.jsonl"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+python="${PYTHON:-python3}"
+{
+  date -u
+  command -v nvidia-smi >/dev/null && timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  # every step has its own time box (480 s together on a GPU), so no overall limit here
+  "$python" benchmarks/gpu_check.py --out "$out" "$@"
+  status=$?
+  date -u
+  exit $status
+} 2>&1 | tee "$out/gpu_check.log"
