@@ -299,13 +299,14 @@ def _box_track_rles(
 
 
 def make_synthetic_case(
-    num_videos: int = 800,
+    num_videos: int = 837,
     num_categories: int = 1196,
+    results_per_video: int = 50,
     seed: int = 0,
     height: int = 48,
     width: int = 64,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Ground truth and results shaped like LV-VIS val (fixed seed)."""
+    """Ground truth and results shaped like LV-VIS val (fixed seed): 837 videos, 50 results each (41,850)."""
     rng = np.random.default_rng(seed)
     categories = [
         {
@@ -350,7 +351,7 @@ def make_synthetic_case(
                 }
             )
             tracks.append((category, boxes))
-        for _ in range(int(rng.integers(20, 51))):
+        for _ in range(results_per_video):
             if rng.random() < 0.5:
                 category, boxes = tracks[int(rng.integers(len(tracks)))]
                 if rng.random() < 0.3:
