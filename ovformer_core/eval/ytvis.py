@@ -186,9 +186,7 @@ def _evaluate(
         group_categories={
             name: tuple(int(ground_truth.category_ids[p]) for p in positions) for name, positions in groups.items()
         },
-        precision=acc.precision,
-        recall=acc.recall,
-        scores=acc.scores,
+        accumulated=acc,
         category_ids=tuple(int(c) for c in ground_truth.category_ids),
         video_ids=tuple(int(v) for v in ground_truth.video_ids),
         num_results=dets.num_results,
