@@ -178,7 +178,7 @@ def _parse_fast(data: str | bytes) -> Any:
         written = orjson.dumps(parsed)
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, MemoryError):
         return _UNSURE
-    if _LARGE_FLOAT_EXPONENT in written or any(escaped in raw for escaped in _ESCAPED_COLONS):
+    if _LARGE_FLOAT_EXPONENT in written or (b"\\u" in raw and any(escaped in raw for escaped in _ESCAPED_COLONS)):
         return _UNSURE
     if written.count(b":") != raw.count(b":"):
         return _UNSURE
