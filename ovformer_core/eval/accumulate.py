@@ -9,6 +9,7 @@ all segments together, with integer arithmetic wherever the official code is exa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -40,19 +41,75 @@ class MatchedDetections:
 
 @dataclass(frozen=True)
 class Accumulated:
-    """The official ``eval`` arrays (-1 where a category has no non-ignored ground truth).
+    """The official ``eval`` arrays, stored for the categories that have non-ignored ground truth only.
 
-    They are transposed views of buffers filled as ``[A, M, T, K, R]`` (not C-contiguous).
+    The full arrays hold -1 for every other category: 116 MB each for precision and scores at LV-VIS
+    size, mostly -1. They are built on first use; the summary numbers read one (area range, max
+    detections) slice at a time (``precision_at``, ``recall_at``).
 
     Attributes:
-        precision: float64 ``[T, R, K, A, M]``.
-        recall: float64 ``[T, K, A, M]``.
-        scores: float64 ``[T, R, K, A, M]``.
+        valid: per area range a, int64 ``[K_a]`` ascending positions of the categories with non-ignored
+            ground truth.
+        precision_blocks, scores_blocks: per area range, per max-detection limit: float64 ``[T, K_a, R]``.
+        recall_blocks: per area range, per max-detection limit: float64 ``[T, K_a]``.
+        num_categories: K.
+        num_recall_thresholds: R.
     """
 
-    precision: np.ndarray
-    recall: np.ndarray
-    scores: np.ndarray
+    valid: tuple[np.ndarray, ...]
+    precision_blocks: tuple[tuple[np.ndarray, ...], ...]
+    scores_blocks: tuple[tuple[np.ndarray, ...], ...]
+    recall_blocks: tuple[tuple[np.ndarray, ...], ...]
+    num_categories: int
+    num_recall_thresholds: int
+
+    @cached_property
+    def _widened_slices(self) -> dict[tuple[bool, int, int], np.ndarray]:
+        return {}
+
+    def _widened(self, is_precision: bool, area: int, max_det: int) -> np.ndarray:
+        """Block ``[T, K_a, (R)]`` of (area, max_det) widened to all K categories, -1 elsewhere (cached)."""
+        key = (is_precision, area, max_det)
+        if key not in self._widened_slices:
+            block = (self.precision_blocks if is_precision else self.recall_blocks)[area][max_det]
+            out = np.full((block.shape[0], self.num_categories, *block.shape[2:]), -1.0)
+            out[:, self.valid[area]] = block
+            self._widened_slices[key] = out
+        return self._widened_slices[key]
+
+    def precision_at(self, area: int, max_det: int) -> np.ndarray:
+        """float64 ``[T, R, K]``: ``precision[:, :, :, area, max_det]`` (a transposed view of ``[T, K, R]``)."""
+        return self._widened(True, area, max_det).transpose(0, 2, 1)
+
+    def recall_at(self, area: int, max_det: int) -> np.ndarray:
+        """float64 ``[T, K]``: ``recall[:, :, area, max_det]``."""
+        return self._widened(False, area, max_det)
+
+    def _full(self, blocks: tuple[tuple[np.ndarray, ...], ...], per_recall: bool) -> np.ndarray:
+        num_areas, num_max_dets = len(blocks), len(blocks[0])
+        num_thr = blocks[0][0].shape[0]
+        tail = (self.num_recall_thresholds,) if per_recall else ()
+        # Filled as [A, M, T, K, (R)] (contiguous writes), handed out as the official [T, (R), K, A, M] view.
+        full = np.full((num_areas, num_max_dets, num_thr, self.num_categories, *tail), -1.0)
+        for a in range(num_areas):
+            for m in range(num_max_dets):
+                full[a, m][:, self.valid[a]] = blocks[a][m]
+        return full.transpose(2, 4, 3, 0, 1) if per_recall else full.transpose(2, 3, 0, 1)
+
+    @cached_property
+    def precision(self) -> np.ndarray:
+        """float64 ``[T, R, K, A, M]``."""
+        return self._full(self.precision_blocks, per_recall=True)
+
+    @cached_property
+    def scores(self) -> np.ndarray:
+        """float64 ``[T, R, K, A, M]``."""
+        return self._full(self.scores_blocks, per_recall=True)
+
+    @cached_property
+    def recall(self) -> np.ndarray:
+        """float64 ``[T, K, A, M]``."""
+        return self._full(self.recall_blocks, per_recall=False)
 
 
 def _envelope_at(pr: np.ndarray, col: np.ndarray, found: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -118,17 +175,17 @@ def accumulate(
     num_areas = len(params.area_ranges)
     k_all = np.arange(num_categories)
     recall_thr = np.asarray(params.recall_thresholds, dtype=np.float64)
-    # Filled as [A, M, T, K, R] (contiguous writes), handed out as the official [T, R, K, A, M] view.
-    shape = (num_areas, len(params.max_dets), num_thr, num_categories)
-    precision = np.full((*shape, num_rec), -1.0)
-    scores = np.full((*shape, num_rec), -1.0)
-    recall = np.full(shape, -1.0)
+    valid_by_area = tuple(np.flatnonzero(num_regular_gt[:, a] > 0) for a in range(num_areas))
+    # [a][m] blocks over the valid categories; areas without any keep empty ones.
+    precision: list[list[np.ndarray]] = [[] for _ in range(num_areas)]
+    scores: list[list[np.ndarray]] = [[] for _ in range(num_areas)]
+    recall: list[list[np.ndarray]] = [[] for _ in range(num_areas)]
     t_idx = np.arange(num_thr)[:, None, None]
     need_by_area = [
         _tp_count_for_recall(recall_thr, num_regular_gt[num_regular_gt[:, a] > 0, a]) for a in range(num_areas)
     ]
 
-    for m, max_det in enumerate(params.max_dets):
+    for max_det in params.max_dets:  # blocks are appended in max-detection order
         kept = np.flatnonzero(dets.rank < max_det)
         # Official pooling: per category, results of all videos by descending score with a stable sort
         # over the concatenation in ascending video id, each video's results in rank order.
@@ -138,8 +195,11 @@ def accumulate(
         seg_start = np.searchsorted(category, k_all, side="left")
         seg_end = np.searchsorted(category, k_all, side="right")
         for a in range(num_areas):
-            valid = np.flatnonzero(num_regular_gt[:, a] > 0)
+            valid = valid_by_area[a]
             if valid.size == 0:
+                precision[a].append(np.zeros((num_thr, 0, num_rec)))
+                scores[a].append(np.zeros((num_thr, 0, num_rec)))
+                recall[a].append(np.zeros((num_thr, 0)))
                 continue
             num_gt = num_regular_gt[valid, a]
             ignored = dets.ignored[a][:, order]
@@ -157,7 +217,7 @@ def accumulate(
             start, end = seg_start[valid], seg_end[valid]
             tp_before = padded_tp[:, start]  # [T, Kv]
             tp_in_seg = padded_tp[:, end] - tp_before
-            recall[a, m][:, valid] = np.where(end > start, tp_in_seg.astype(np.float64) / num_gt, 0.0)
+            recall[a].append(np.where(end > start, tp_in_seg.astype(np.float64) / num_gt, 0.0))
 
             # First result whose recall reaches each recall point: where the TP count reaches `need`.
             need = need_by_area[a][None, :, :]  # [1, Kv, R]
@@ -172,10 +232,13 @@ def accumulate(
             else:
                 tp_col = np.zeros(nth_tp.shape, dtype=np.int64)
             col = np.where(at_start, start[None, :, None], tp_col)
-            precision[a, m][:, valid] = _envelope_at(pr, col, found, end)
-            scores[a, m][:, valid] = np.where(found, score[np.where(found, col, 0)] if len(order) else 0.0, 0.0)
+            precision[a].append(_envelope_at(pr, col, found, end))
+            scores[a].append(np.where(found, score[np.where(found, col, 0)] if len(order) else 0.0, 0.0))
     return Accumulated(
-        precision=precision.transpose(2, 4, 3, 0, 1),
-        recall=recall.transpose(2, 3, 0, 1),
-        scores=scores.transpose(2, 4, 3, 0, 1),
+        valid=valid_by_area,
+        precision_blocks=tuple(map(tuple, precision)),
+        scores_blocks=tuple(map(tuple, scores)),
+        recall_blocks=tuple(map(tuple, recall)),
+        num_categories=num_categories,
+        num_recall_thresholds=num_rec,
     )

@@ -22,9 +22,8 @@ class EvalResult:
         group_stats: per category group (LV-VIS: base, novel; BURST: base, novel, common, uncommon),
             the same 12 numbers.
         group_categories: category ids of each group.
-        precision: float64 ``[T=10, R=101, K, A=4, M=3]`` (-1 where category k has no ground truth).
-        recall: float64 ``[T, K, A, M]``.
-        scores: float64 ``[T, R, K, A, M]``.
+        accumulated: the accumulated arrays (``precision``, ``recall``, ``scores`` below are built from
+            it on first use).
         category_ids: the K category ids, ascending (the K axis).
         video_ids: the evaluated video ids, ascending.
         num_results: entries in the results list.
@@ -36,14 +35,27 @@ class EvalResult:
     stats: Mapping[str, float]
     group_stats: Mapping[str, Mapping[str, float]]
     group_categories: Mapping[str, tuple[int, ...]]
-    precision: np.ndarray
-    recall: np.ndarray
-    scores: np.ndarray
+    accumulated: Accumulated
     category_ids: tuple[int, ...]
     video_ids: tuple[int, ...]
     num_results: int
     num_results_evaluated: int
     warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def precision(self) -> np.ndarray:
+        """float64 ``[T=10, R=101, K, A=4, M=3]`` (-1 where category k has no ground truth)."""
+        return self.accumulated.precision
+
+    @property
+    def recall(self) -> np.ndarray:
+        """float64 ``[T, K, A, M]``."""
+        return self.accumulated.recall
+
+    @property
+    def scores(self) -> np.ndarray:
+        """float64 ``[T, R, K, A, M]``."""
+        return self.accumulated.scores
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready metrics (no arrays)."""
@@ -68,25 +80,22 @@ def summary_stats(acc: Accumulated, params: EvalParams, categories: np.ndarray |
     """The official ``summarize()`` numbers, optionally restricted to category positions ``categories``.
 
     Slices and means are taken exactly as the official code takes them (same element order), so the
-    values are bit-identical, not merely close.
+    values are bit-identical, not merely close. Only the (area range, max detections) slices used are
+    built (``Accumulated.precision_at``), never the full arrays.
     """
     iou_thresholds = np.asarray(params.iou_thresholds)
     top = params.max_dets[-1]
 
     def one(is_ap: bool, iou: float | None = None, area: str = "all", max_dets: int = top) -> float:
-        area_idx = [i for i, label in enumerate(params.area_labels) if label == area]
-        det_idx = [i for i, m in enumerate(params.max_dets) if m == max_dets]
-        values = acc.precision if is_ap else acc.recall
+        if area not in params.area_labels or max_dets not in params.max_dets:
+            return -1.0
+        area_idx, det_idx = params.area_labels.index(area), params.max_dets.index(max_dets)
+        # [T, R, K] or [T, K]: the official values[..., area_idx, det_idx] slice.
+        values = acc.precision_at(area_idx, det_idx) if is_ap else acc.recall_at(area_idx, det_idx)
         if iou is not None:
             values = values[np.where(iou == iou_thresholds)[0]]
-        if is_ap:
-            values = values[:, :, :, area_idx, det_idx]
-            if categories is not None:
-                values = values[:, :, categories]
-        else:
-            values = values[:, :, area_idx, det_idx]
-            if categories is not None:
-                values = values[:, categories]
+        if categories is not None:
+            values = values[:, :, categories] if is_ap else values[:, categories]
         return _mean_of_valid(values)
 
     numbers = (

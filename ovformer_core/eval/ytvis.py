@@ -24,6 +24,7 @@ from ovformer_core.eval.matching import greedy_match
 from ovformer_core.eval.results_check import Detections, check_results, load_results
 from ovformer_core.eval.summary import EvalResult, summary_stats
 from ovformer_core.eval.video_iou import block_ious
+from ovformer_core.io.json_input import collector_paused
 
 
 class EvaluationWarning(UserWarning):
@@ -128,6 +129,16 @@ def evaluate(
         ResultsError: malformed ground truth or results (one line naming the first bad entry).
         OVFormerError: unknown benchmark.
     """
+    with collector_paused():  # many acyclic containers are built; see collector_paused
+        return _evaluate(gt, results, benchmark, params)
+
+
+def _evaluate(
+    gt: str | os.PathLike[str] | Mapping[str, Any] | GroundTruth,
+    results: str | os.PathLike[str] | list[Any],
+    benchmark: str,
+    params: EvalParams | None,
+) -> EvalResult:
     rules = rules_for(benchmark)
     params = params or EvalParams()
     ground_truth = gt if isinstance(gt, GroundTruth) else load_ground_truth(gt)
@@ -167,7 +178,7 @@ def evaluate(
         params,
     )
     for note in notes:
-        warnings.warn(note, EvaluationWarning, stacklevel=2)
+        warnings.warn(note, EvaluationWarning, stacklevel=3)
     return EvalResult(
         benchmark=rules.name,
         stats=summary_stats(acc, params),
@@ -175,9 +186,7 @@ def evaluate(
         group_categories={
             name: tuple(int(ground_truth.category_ids[p]) for p in positions) for name, positions in groups.items()
         },
-        precision=acc.precision,
-        recall=acc.recall,
-        scores=acc.scores,
+        accumulated=acc,
         category_ids=tuple(int(c) for c in ground_truth.category_ids),
         video_ids=tuple(int(v) for v in ground_truth.video_ids),
         num_results=dets.num_results,

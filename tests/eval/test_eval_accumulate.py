@@ -34,3 +34,30 @@ def test_envelope_equals_running_maximum_per_segment() -> None:
             for r in range(num_points):
                 expected = pr[t, col[t, k, r] : end[k]].max() if found[t, k, r] else 0.0
                 assert got[t, k, r] == expected
+
+
+def test_full_arrays_are_built_only_when_asked_and_agree_with_the_slices() -> None:
+    import warnings
+
+    from ovformer_core.eval import evaluate
+    from tests.eval.eval_cases import EVAL_CASES
+
+    case = EVAL_CASES / "case4_area_ranges"  # every area range has ground truth; some categories do not
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(case / "gt.json", case / "results.json", "lvvis")
+    acc = result.accumulated
+    assert not {"precision", "recall", "scores"} & set(vars(acc))  # the summary did not need them
+    precision, recall = result.precision, result.recall
+    assert precision.shape == (10, 101, len(result.category_ids), 4, 3) and recall.shape[1:] == (
+        precision.shape[2],
+        4,
+        3,
+    )
+    for a in range(4):
+        for m in range(3):
+            assert np.array_equal(acc.precision_at(a, m), precision[:, :, :, a, m])
+            assert np.array_equal(acc.recall_at(a, m), recall[:, :, a, m])
+            missing = np.setdiff1d(np.arange(precision.shape[2]), acc.valid[a])
+            assert np.all(precision[:, :, missing, a, m] == -1) and np.all(result.scores[:, :, missing, a, m] == -1)
+    assert result.precision is precision  # built once

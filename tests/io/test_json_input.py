@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import random
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ovformer_core.errors import ResultsError, TrainingError
-from ovformer_core.io.json_input import brief, finite_float, parse_json_text, read_json
+from ovformer_core.io.json_input import (
+    _parse_fast,
+    _parse_strict,
+    _Unsure,
+    brief,
+    collector_paused,
+    finite_float,
+    parse_json_text,
+    read_json,
+)
 from ovformer_core.io.paths import check_input_path, input_path_problem
 
 
@@ -139,3 +150,86 @@ def test_brief_values_and_numbers() -> None:
     assert finite_float(0.5) == 0.5 and finite_float(3) == 3.0
     assert finite_float(10**400) is None and finite_float(float("nan")) is None and finite_float(True) is None
     assert finite_float("1") is None
+
+
+# The fast path (orjson) must give exactly what the strict parser gives, or leave the text to it.
+PLAIN_DOCUMENTS = [
+    '{"names": ["café", "😀", "\\ud83d\\ude00", "a\\"b\\\\", "x:y"], "none": null, "flags": [true, false]}',
+    "[0.1, 1e-05, 0.00012345678901234567, 123456.789e10, 5e-324, 1e-400, -0.0, -0, 2.5E3]",
+    "[9223372036854775807, -9223372036854775808, 18446744073709551615, 123456789012345678]",
+    '\ufeff{"a": {"b": [{"c": 1}, {"c": 2}]}}',
+    '[{"size": [48, 64], "counts": "R10000000000000000000000000[1111111111111111111111]:"}]',
+]
+DEFERRED_DOCUMENTS = {
+    "duplicate key": '{"a": 1, "a": 2}',
+    "duplicate key, space before colon": '{"a" : 1, "a":2, "b":3}',
+    "duplicate key, escaped colon": '{"a":1,"a":"\\u003a"}',
+    "duplicate nested key": '[{"b": {"c": 1, "c": 1}}]',
+    "integer beyond 64 bits": "[18446744073709551616]",
+    "negative integer beyond 64 bits": '{"id": -9223372036854775809}',
+    "integer of 30 digits": "[123456789012345678901234567890]",
+    "float overflow": "[1e999]",
+    "float of 1e16 or more (read alike, but written as an integer beyond 64 bits would be)": "[1.5e300]",
+    "NaN": "[NaN]",
+    "lone surrogate": '["\\ud800"]',
+    "deep nesting": "[" * 2000 + "]" * 2000,
+    "not UTF-8": b'["caf\xe9"]',
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("text", PLAIN_DOCUMENTS)
+def test_fast_parse_is_the_strict_parse(text: str) -> None:
+    fast = _parse_fast(text)
+    assert not isinstance(fast, _Unsure), "plain JSON should take the fast path"
+    strict = _parse_strict(text, "t", ResultsError)
+    assert fast == strict
+    assert json.dumps(fast) == json.dumps(strict)  # same types and float bits (repr round-trips)
+    assert _parse_fast(text.encode("utf-8")) == strict
+
+
+@pytest.mark.parametrize("case", sorted(DEFERRED_DOCUMENTS))
+def test_fast_parse_leaves_what_it_may_read_differently_to_the_strict_parser(case: str) -> None:
+    assert isinstance(_parse_fast(DEFERRED_DOCUMENTS[case]), _Unsure)
+
+
+def test_random_duplicate_keys_are_always_refused() -> None:
+    rng = random.Random(0)
+
+    def value(depth: int) -> object:
+        kind = rng.randrange(6 if depth < 3 else 3)
+        if kind == 0:
+            return rng.choice([1, -7, 0.25, 1e-9, True, None, 2**63])
+        if kind == 1:
+            return "".join(rng.choice('ab:"\\0{}[],') for _ in range(rng.randrange(6)))
+        if kind == 2:
+            return rng.random()
+        if kind in (3, 4):
+            return {f"k{i}": value(depth + 1) for i in range(rng.randrange(4))}
+        return [value(depth + 1) for _ in range(rng.randrange(4))]
+
+    refused = 0
+    for _ in range(300):
+        document = json.dumps({"root": value(0), "tail": value(1)}, separators=rng.choice([(",", ":"), (", ", ": ")]))
+        assert parse_json_text(document, "t", ResultsError) == json.loads(document)
+        # The same document with one key written twice (the copy first or last, with any value).
+        at = document.index('"tail"')
+        doubled = document[:at] + '"root": ' + json.dumps(value(1)) + ", " + document[at:]
+        with pytest.raises(ResultsError, match="has the key 'root' twice in one object"):
+            parse_json_text(doubled, "t", ResultsError)
+        refused += 1
+    assert refused == 300
+
+
+def test_the_collector_is_paused_only_inside() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()

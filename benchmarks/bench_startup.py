@@ -1,0 +1,101 @@
+"""Start-up time of ``ovformer --help`` and ``ovformer segment --help`` against a bare interpreter.
+
+Each round runs every command once, in turn (A/B/C, A/B/C, ...: the machine is shared and noisy, so
+the baseline is measured alongside, never taken from another run); the figures are medians over the
+rounds. ``python -c pass`` is the baseline: the interpreter's own start-up, which no CLI can beat.
+Two settings: idle, and with one competing CPU-bound process (``python -c "while True: pass"``) started
+by this script and stopped at the end.
+
+Run from the repository root (the CLI of this checkout is used)::
+
+    python benchmarks/bench_startup.py [--rounds 15] [--setting idle|loaded|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The goal for ``ovformer --help`` (issue 12).
+TARGET_S = 0.5
+
+COMMANDS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "ovformer --help": [sys.executable, "-m", "ovformer_cli", "--help"],
+    "ovformer segment --help": [sys.executable, "-m", "ovformer_cli", "segment", "--help"],
+}
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def _run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock seconds and CPU seconds (user + system) of one run of ``command``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def measure(rounds: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) seconds per run of each command, the commands taking turns within every round."""
+    env = _environment()
+    for command in COMMANDS.values():  # warm the file cache; not timed
+        _run(command, env)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in COMMANDS}
+    for _ in range(rounds):
+        for name, command in COMMANDS.items():
+            times[name].append(_run(command, env))
+    return times
+
+
+def report(setting: str, times: dict[str, list[tuple[float, float]]]) -> None:
+    walls = {name: [w for w, _ in runs] for name, runs in times.items()}
+    cpus = {name: [c for _, c in runs] for name, runs in times.items()}
+    baseline = statistics.median(walls["python -c pass"])
+    print(f"{setting}: median of {len(walls['python -c pass'])} runs each, commands taking turns")
+    for name, values in walls.items():
+        median = statistics.median(values)
+        line = (
+            f"  {name:<24} wall {median:6.3f} s (min {min(values):.3f}, max {max(values):.3f})"
+            f"  cpu {statistics.median(cpus[name]):6.3f} s"
+        )
+        if name != "python -c pass":
+            line += f"  {median / baseline:5.1f}x the bare interpreter (+{median - baseline:.3f} s)"
+        if name == "ovformer --help":
+            line += f"  target <= {TARGET_S} s: {'met' if median <= TARGET_S else 'NOT met'}"
+        print(line)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--setting", choices=["idle", "loaded", "both"], default="both")
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    if args.setting in ("idle", "both"):
+        report("idle", measure(args.rounds))
+    if args.setting in ("loaded", "both"):
+        competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            time.sleep(0.5)
+            report("loaded (one competing CPU-bound process)", measure(args.rounds))
+        finally:
+            competitor.kill()
+            competitor.wait()
+
+
+if __name__ == "__main__":
+    main()
