@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -140,8 +139,6 @@ class StreamingSegmenter:
         self.store: MaskStore | None = None
         self.stats = _FrameStats() if options.mode == "per-frame" else None
         self.info: PreprocessInfo | None = None
-        self.raw_outputs: list[WindowOutput] = []
-        self.keep_raw_outputs = False
 
     # -- per window -------------------------------------------------------------------------
     def add_window(self, frames: np.ndarray, clip_embeds: Tensor | np.ndarray) -> None:
@@ -199,10 +196,7 @@ class StreamingSegmenter:
     @torch.inference_mode()
     def _forward(self, pixels: Tensor, clip_embeds: Tensor) -> WindowOutput:
         with self._autocast():
-            out = self.model(pixels, clip_embeds, self.text_classifier)
-        if self.keep_raw_outputs:
-            self.raw_outputs.append(out)
-        return out
+            return self.model(pixels, clip_embeds, self.text_classifier)
 
     @torch.inference_mode()
     def _add_clip(
@@ -258,9 +252,3 @@ class StreamingSegmenter:
             self.store.close()
         if self.stats is not None:
             self.stats.close()
-
-
-def iter_windows(frames: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, frames[start:start+size]) over an in-memory array; handy for tests and small inputs."""
-    for start in range(0, frames.shape[0], size):
-        yield start, frames[start : start + size]

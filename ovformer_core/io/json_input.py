@@ -17,7 +17,7 @@ import numbers
 import os
 import reprlib
 import sys
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 from ovformer_core.errors import OVFormerError
 from ovformer_core.io.paths import check_input_path
@@ -43,6 +43,11 @@ def brief(value: Any) -> str:
     could be megabytes long or exceed the recursion limit).
     """
     return _brief.repr(value)
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """True for a JSON integer (a Python ``int``, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def finite_float(value: Any) -> float | None:

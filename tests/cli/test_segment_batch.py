@@ -226,7 +226,9 @@ def test_library_warnings_do_not_come_before_the_error_line(tmp_path: Path, weig
     done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     lines = done.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: cannot read checkpoint {odd}: it was saved with a pickle"), lines
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: cannot read checkpoint {odd}: it was saved with a pickle"
+    ), lines
     assert "re-save it with torch.save's default protocol" in lines[0]
 
 
