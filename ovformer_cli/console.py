@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import signal
 import warnings
 from collections.abc import Callable, Iterator
@@ -48,10 +49,27 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+#: A library parameter named in a message, with an optional value (see ``ovformer_core.errors``).
+_PARAMETER = re.compile(r"`([a-z][a-z_]*)`(?:='([^']*)')?")
+
+
+def as_flags(message: str) -> str:
+    """A library message in the CLI's words: ```min_size``` -> ``--min-size``, ```device`='cpu'`` -> ``--device cpu``.
+
+    Every command's flags are its library parameters with dashes for underscores.
+    """
+
+    def flag(match: re.Match[str]) -> str:
+        name = "--" + match[1].replace("_", "-")
+        return name if match[2] is None else f"{name} {match[2]}"
+
+    return _PARAMETER.sub(flag, message)
+
+
 def fail(message: str, status: int = EXIT_USER_ERROR) -> typer.Exit:
-    """Print ``error: message`` on stderr and return the exit to raise."""
+    """Print ``error: message`` (library parameters shown as flags) on stderr and return the exit to raise."""
     # The message is plain text: brackets in it (``ovformer[view]``, ``[0, 1]``) are not rich markup.
-    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    stderr.print(f"[bold red]error:[/] {escape(as_flags(message))}", markup=True, highlight=False)
     return typer.Exit(status)
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ovformer_cli.console import EXIT_USER_ERROR, stderr, stdout, user_errors
+from ovformer_cli.console import EXIT_USER_ERROR, as_flags, stderr, stdout, user_errors
 from ovformer_core.errors import OutputError, OVFormerError, ResultsError, VideoError
 
 if TYPE_CHECKING:  # heavy imports only for the type checker; commands import them when they run
@@ -231,7 +231,7 @@ def segment(
     check_writable(out_dir)
     summary: dict = {
         "ok": [],
-        "failed": [{"input": failure.input, "error": str(failure.error)} for failure in unresolved],
+        "failed": [{"input": failure.input, "error": as_flags(str(failure.error))} for failure in unresolved],
         "skipped": [],
         "incomplete": [],
     }
@@ -282,7 +282,7 @@ def segment(
             todo = formats if model_run else [output for output in missing if output != RESULT]
             write_outputs(result, todo, paths, spec.path)
         except (VideoError, ResultsError, OutputError) as err:
-            summary["failed"].append({"input": str(spec.path), "error": str(err)})
+            summary["failed"].append({"input": str(spec.path), "error": as_flags(str(err))})
             continue
         seconds = time.perf_counter() - started
         complete = result.decode is None or result.decode.complete

@@ -18,6 +18,7 @@ import torch
 
 from ovformer_core.checkpoints import MODEL_RELEASES, check_fits, read_checkpoint
 from ovformer_core.config import ModelConfig
+from ovformer_core.devices import choose_device
 from ovformer_core.errors import CheckpointError, OVFormerError
 from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter
 from ovformer_core.io.results import Track, VideoResult
@@ -50,11 +51,6 @@ class WindowDone:
     frames_total_exact: bool = False
 
 
-def default_device() -> str:
-    """``cuda`` when available, else ``cpu``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def segment_options_for(cfg: ModelConfig, **overrides: object) -> SegmentOptions:
     """The official inference rule of a config: semi-online for video models, per-frame otherwise."""
     video = cfg.decoder.temporal_position
@@ -77,7 +73,6 @@ class Predictor:
         frame_encoder: CLIP image tower for the frames.
         text_encoder_factory: builds the CLIP text tower when a vocabulary must be encoded.
         model_id: written into results.
-        training_classifier: the checkpoint's own text classifier (its training vocabulary), if any.
         options: default inference options.
         cache_dir: where encoded vocabularies are cached (None: no cache).
     """
@@ -89,7 +84,6 @@ class Predictor:
         frame_encoder: ClipFrameEncoder,
         text_encoder_factory: ClipTextEncoderFactory | None,
         model_id: str = "",
-        training_classifier: torch.Tensor | None = None,
         options: SegmentOptions | None = None,
         cache_dir: Path | None = None,
     ) -> None:
@@ -98,7 +92,6 @@ class Predictor:
         self.frame_encoder = frame_encoder
         self.text_encoder_factory = text_encoder_factory
         self.model_id = model_id
-        self.training_classifier = training_classifier
         self.options = options or segment_options_for(cfg)
         self.cache_dir = cache_dir
 
@@ -172,7 +165,7 @@ class Predictor:
             tracks = segmenter.finish()
         except torch.cuda.OutOfMemoryError:
             raise OVFormerError(
-                "CUDA out of memory; lower --window, use --precision bf16, a smaller --min-size, or --device cpu"
+                "CUDA out of memory; lower `window`, use `precision`='bf16', a smaller `min_size`, or `device`='cpu'"
             ) from None
         finally:
             windows.close()
@@ -255,15 +248,9 @@ def load_model(
     if model not in MODEL_RELEASES:
         raise OVFormerError(f"unknown model {model!r}; choose one of {', '.join(MODEL_RELEASES)}")
     release = MODEL_RELEASES[model]
-    device_name = device or default_device()
-    try:
-        torch_device = torch.device(device_name)
-    except RuntimeError:
-        raise OVFormerError(f"unknown device {device_name!r}; use cpu, cuda or cuda:N") from None
-    if torch_device.type == "cuda" and not torch.cuda.is_available():
-        raise OVFormerError("CUDA is not available on this machine; use --device cpu")
+    torch_device = choose_device(device)
     weights_path = resolve(
-        release.weights, weights, home=home, allow_download=allow_download, progress=progress, flag="--weights"
+        release.weights, weights, home=home, allow_download=allow_download, progress=progress, parameter="weights"
     )
     checkpoint = read_checkpoint(weights_path)
     cfg = checkpoint.config or release.config
@@ -282,7 +269,7 @@ def load_model(
         home=home,
         allow_download=allow_download,
         progress=progress,
-        flag="--clip-weights",
+        parameter="clip_weights",
     )
     encoders = load_clip_encoders(clip_path, torch_device)
     options = segment_options_for(cfg, precision=precision)
@@ -292,7 +279,6 @@ def load_model(
         encoders.frames,
         encoders.text,
         model_id=f"ovformer-{model}" if weights is None else f"ovformer-{model}:{Path(weights_path).name}",
-        training_classifier=checkpoint.text_classifier,
         options=options,
         cache_dir=ovformer_home(home) / "vocabularies",
     )

@@ -80,7 +80,7 @@ def resolve(
     home: str | os.PathLike[str] | None = None,
     allow_download: bool = True,
     progress: bool = True,
-    flag: str | None = None,
+    parameter: str | None = None,
 ) -> Path:
     """Find (or download) a weight file and return its path.
 
@@ -90,8 +90,8 @@ def resolve(
         home: cache folder; default ``ovformer_home()``.
         allow_download: False never touches the network (as ``OVFORMER_OFFLINE=1`` does).
         progress: show a progress bar on stderr while downloading.
-        flag: the command-line flag that takes an explicit path (e.g. ``--clip-weights``), quoted in
-            messages so the user knows how to point at a file they downloaded themselves.
+        parameter: the parameter that takes an explicit path (``clip_weights``; the CLI shows it as its
+            flag), named in messages so the user knows how to point at a file they downloaded themselves.
 
     Returns:
         Path of an existing file.
@@ -101,12 +101,12 @@ def resolve(
             downloaded.
         DownloadError: the download failed or its checksum is wrong.
     """
-    pass_it = f", or pass its path with {flag}" if flag else ""
+    pass_it = f", or pass its path with `{parameter}`" if parameter else ""
     if explicit_path is not None:
         path = Path(explicit_path).expanduser()
         problem = path_problem(path)
         if problem is not None:
-            via = f" (given with {flag})" if flag else ""
+            via = f" (given with `{parameter}`)" if parameter else ""
             raise WeightsNotFoundError(
                 f"{weight.name} weights not found: {path}{via} {problem}; check the path or download {weight.url}"
             )

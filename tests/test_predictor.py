@@ -25,7 +25,7 @@ def test_offline_release_says_which_file_to_put_where(tmp_path: Path, monkeypatc
     message = str(err.value)
     assert "\n" not in message
     assert str(tmp_path / "ovformer_swinb_lvvis.pth") in message
-    assert MODEL_RELEASES["swinb-lvvis"].weights.url in message and "--weights" in message
+    assert MODEL_RELEASES["swinb-lvvis"].weights.url in message and "`weights`" in message
 
 
 def test_unknown_model_and_device():
