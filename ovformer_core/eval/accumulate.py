@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ovformer_core.eval.benchmarks import EvalParams
+from ovformer_core.eval.protocols import EvalParams
 
 # Added to the precision denominator by the official code (np.spacing(1)).
 _EPS = np.spacing(1)
