@@ -7,9 +7,10 @@ import logging
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -19,6 +20,9 @@ from ovformer_cli.console import EXIT_USER_ERROR, as_flags, stderr, stdout, user
 from ovformer_core.errors import OutputError, OVFormerError, ResultsError, VideoError
 
 if TYPE_CHECKING:  # heavy imports only for the type checker; commands import them when they run
+    from ovformer_core.devices import ProcessGroup
+    from ovformer_core.inference.segment import Mode as ModeName
+    from ovformer_core.inference.segment import Precision as PrecisionName
     from ovformer_core.inference.segment import SegmentOptions
     from ovformer_core.io.outputs import OutputPaths
     from ovformer_core.io.results import VideoResult
@@ -52,6 +56,16 @@ class Mode(str, Enum):
     semi_online = "semi-online"
     per_frame = "per-frame"
     offline = "offline"
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """The inference options ``--dataset`` passes on (None: the model's own)."""
+
+    top_k: int | None
+    min_size: int | None
+    window: int | None
+    precision: PrecisionName
 
 
 class Precision(str, Enum):
@@ -97,9 +111,6 @@ def run_one(
     quiet: bool,
 ) -> VideoResult:
     """Segment one opened source with a progress bar (frames/s); returns its ``VideoResult``."""
-    from ovformer_core.predictor import WindowDone
-
-    result = None
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -113,15 +124,13 @@ def run_one(
         task = progress.add_task(name, total=source.estimated_output_frames or None, rate="")
         elapsed = 0.0
         for item in predictor.iter_segment(source, vocabulary, options=options, video_id=spec.video_id):
-            if isinstance(item, WindowDone):
-                elapsed += item.seconds
-                rate = f"{item.frames_done / max(elapsed, 1e-9):.1f} frames/s"
-                progress.update(task, completed=item.frames_done, rate=rate)
-                log.debug("%s: %d frames, %s", spec.name, item.frames_done, rate)
-            else:
-                result = item
-    assert result is not None
-    return result
+            if item.result is not None:
+                return item.result
+            elapsed += item.seconds
+            rate = f"{item.frames_done / max(elapsed, 1e-9):.1f} frames/s"
+            progress.update(task, completed=item.frames_done, rate=rate)
+            log.debug("%s: %d frames, %s", spec.name, item.frames_done, rate)
+    raise AssertionError("iter_segment ended without a result")
 
 
 @user_errors
@@ -199,6 +208,7 @@ def segment(
     json_summary: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
 ) -> None:
     """Find, segment, track and name every object of the given categories in each input."""
+    from ovformer_core.devices import ProcessGroup
     from ovformer_core.io.outputs import RESULT, OutputPaths, check_output_paths, missing_outputs, write_outputs
     from ovformer_core.io.results import write_result_json
     from ovformer_core.io.video import ReadOptions, open_source, resolve_inputs
@@ -209,7 +219,7 @@ def segment(
             raise OVFormerError("give either input videos or --dataset, not both")
         if frames_root is None:
             raise OVFormerError("--dataset needs --frames-root, the folder its file_names are relative to")
-        split_options = {"top_k": top_k, "min_size": min_size, "window": window, "precision": precision.value}
+        split_options = SplitOptions(top_k, min_size, window, cast("PrecisionName", precision.value))
         run_split(
             dataset,
             frames_root,
@@ -227,6 +237,11 @@ def segment(
         raise OVFormerError("give input videos and --vocab (or --dataset with --frames-root)")
     formats = [extra.value for extra in dict.fromkeys(extras or [])]
     specs, unresolved = resolve_inputs(inputs)
+    group = ProcessGroup.from_env()
+    if group.is_distributed:
+        # Under torchrun each process takes every world_size-th input, on the GPU of its local rank.
+        specs, unresolved = group.shard(specs), unresolved if group.is_main else []
+        device = _rank_device(device, group)
     read_options = ReadOptions(stride=stride, max_frames=max_frames, start_time=start, end_time=end)
     check_writable(out_dir)
     summary: dict = {
@@ -262,18 +277,14 @@ def segment(
                         progress=not quiet,
                     )
                     vocabulary = predictor.vocabulary(vocab)
-                overrides: dict = {"score_threshold": threshold, "top_k": top_k, "min_size": min_size}
-                if mode is Mode.offline:
-                    # One clip for the whole video; without a frame count from the container the
-                    # estimate may fall short, which would split it: leave room.
-                    frames = source.estimated_output_frames
-                    length = frames if source.output_frames_exact else 2 * frames + 64
-                    overrides.update(mode="semi-online", clip_length=max(1, length))
-                elif mode is not None:
-                    overrides["mode"] = mode.value
-                if window is not None:
-                    overrides["clip_length"] = window
-                options = segment_options_for(predictor.cfg, precision=precision.value, **overrides)
+                options = segment_options_for(predictor.cfg).updated(
+                    mode=None if mode is None else cast("ModeName", mode.value),
+                    window=window,
+                    top_k=top_k,
+                    score_threshold=threshold,
+                    min_size=min_size,
+                    precision=cast("PrecisionName", precision.value),
+                )
                 assert vocabulary is not None  # loaded together with the predictor above
                 result = run_one(predictor, source, vocabulary, options, spec, quiet or json_summary)
                 # The full result first: an interrupted run keeps the model's work, and a rerun with
@@ -329,6 +340,12 @@ def segment(
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
+def _rank_device(device: str | None, group: ProcessGroup) -> str:
+    from ovformer_core.devices import choose_device
+
+    return str(choose_device(device, group.local_rank))
+
+
 def _saved_result(paths: OutputPaths) -> VideoResult | None:
     """The full result saved by an earlier run, or None when it cannot be read (then the model runs again)."""
     from ovformer_core.io.results import load_result
@@ -355,12 +372,12 @@ def run_split(
     device: str | None,
     offline: bool,
     quiet: bool,
-    overrides: dict,
+    split_options: SplitOptions,
 ) -> None:
     """Whole-split inference, sharded over ``torchrun`` ranks when launched with it."""
-    import torch
     import torch.distributed as dist
 
+    from ovformer_core.devices import ProcessGroup, choose_device, process_group
     from ovformer_core.inference.dataset import merge_parts, read_dataset, segment_split
     from ovformer_core.predictor import load_model, segment_options_for
 
@@ -368,24 +385,26 @@ def run_split(
     if not frames_root.is_dir():
         raise OVFormerError(f"frames root {frames_root} is not a folder; check --frames-root")
     check_writable(results_path.parent)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    distributed = world_size > 1
-    if distributed:
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        use_cuda = device != "cpu" and torch.cuda.is_available()
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        if use_cuda:
-            device = f"cuda:{local_rank}"
-    try:
+    group = ProcessGroup.from_env()
+    rank, world_size, distributed = group.rank, group.world_size, group.is_distributed
+    torch_device = choose_device(device, group.local_rank)
+    with process_group(group, torch_device):
         predictor = load_model(
-            model, weights, clip_weights, device=device, allow_download=not offline, progress=not quiet and rank == 0
+            model,
+            weights,
+            clip_weights,
+            device=str(torch_device),
+            allow_download=not offline,
+            progress=not quiet and group.is_main,
         )
-        window = overrides.pop("window")
-        if window is not None:
-            overrides["clip_length"] = window
-        options = segment_options_for(predictor.cfg, score_threshold=0.0, **overrides)
-        share = data.videos[rank::world_size]
+        options = segment_options_for(predictor.cfg).updated(
+            score_threshold=0.0,
+            top_k=split_options.top_k,
+            min_size=split_options.min_size,
+            window=split_options.window,
+            precision=split_options.precision,
+        )
+        share = group.shard(data.videos)
         columns = (TextColumn("rank {task.fields[rank]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=stderr, disable=quiet, transient=True) as progress:
             task = progress.add_task("split", total=len(share), rank=rank)
@@ -401,7 +420,7 @@ def run_split(
             )
         if distributed:
             dist.barrier()
-        if rank == 0:
+        if group.is_main:
             count = merge_parts(data, results_path)
             if not quiet:
                 stdout.print(
@@ -409,9 +428,6 @@ def run_split(
                     highlight=False,
                     markup=False,
                 )
-    finally:
-        if distributed:
-            dist.destroy_process_group()
 
 
 @user_errors

@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+import numpy as np
 import torch
 
 from ovformer_core.checkpoints import MODEL_RELEASES, check_fits, read_checkpoint
 from ovformer_core.config import ModelConfig
 from ovformer_core.devices import choose_device
 from ovformer_core.errors import CheckpointError, OVFormerError
-from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter
+from ovformer_core.inference.segment import Precision, SegmentOptions, StreamingSegmenter
 from ovformer_core.io.results import Track, VideoResult
 from ovformer_core.io.video import ReadOptions, SourceSpec, VideoSource, open_source
 from ovformer_core.model.build import build_model
@@ -29,39 +29,47 @@ from ovformer_core.model.ovformer import OVFormer
 from ovformer_core.vocab import Vocabulary, check_vocabulary_clip, load_vocabulary
 from ovformer_core.weights import ovformer_home, resolve
 
-Precision = Literal["fp32", "bf16", "fp16"]
 VocabularySpec = Vocabulary | str | os.PathLike[str] | Sequence[str]
 
 
+#: Frames per forward pass of the per-frame rule (only batching: results change in the last float bits).
+PER_FRAME_WINDOW = 10
+
+
 @dataclass
-class WindowDone:
-    """Progress report of ``iter_segment``: one more window was processed.
+class SegmentProgress:
+    """What ``iter_segment`` yields: one per window of frames processed; the last one carries the result.
 
     Attributes:
         frames_done: frames processed so far.
         frames_total: frames expected in the selection (0 if unknown); an estimate unless
-            ``frames_total_exact`` (and even then the data may turn out truncated).
-        seconds: wall-clock time of this window.
-        frames_total_exact: ``frames_total`` is a count from the container, not an estimate.
+            ``frames_total_exact`` (and even then the data may turn out truncated). The last item
+            has the real count.
+        seconds: wall-clock time of this window (of the final step, for the last item).
+        frames_total_exact: ``frames_total`` is a count, not an estimate.
+        result: the ``VideoResult``, on the last item only (None before).
     """
 
     frames_done: int
     frames_total: int
     seconds: float
     frames_total_exact: bool = False
+    result: VideoResult | None = None
 
 
-def segment_options_for(cfg: ModelConfig, **overrides: object) -> SegmentOptions:
-    """The official inference rule of a config: semi-online for video models, per-frame otherwise."""
+def segment_options_for(cfg: ModelConfig) -> SegmentOptions:
+    """The official inference rule of a config: semi-online for video models, per-frame otherwise.
+
+    Change it with ``SegmentOptions.updated`` (or ``dataclasses.replace``).
+    """
     video = cfg.decoder.temporal_position
-    base = SegmentOptions(
+    return SegmentOptions(
         mode="semi-online" if video else "per-frame",
-        clip_length=cfg.inference.clip_length,
+        window=cfg.inference.clip_length if video else PER_FRAME_WINDOW,
         top_k=cfg.inference.top_k,
         min_size=cfg.inference.min_size_test,
         max_size=cfg.inference.max_size_test,
     )
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
 class Predictor:
@@ -129,8 +137,11 @@ class Predictor:
         prefetch: int = 2,
         video_id: int | None = None,
         category_ids: Sequence[int] | None = None,
-    ) -> Iterator[WindowDone | VideoResult]:
-        """Segment a video window by window; yields a ``WindowDone`` per window, then the ``VideoResult``.
+    ) -> Iterator[SegmentProgress]:
+        """Segment a video window by window; yields a ``SegmentProgress`` per window, the last with the result.
+
+        In offline mode the windows are decoded and CLIP-encoded as they come and the network runs once,
+        on the whole video, after the last one.
 
         A truncated or damaged video is segmented as far as it decodes; the result's ``decode``
         report says what was missed (``result.decode.complete`` is False) instead of an error.
@@ -148,24 +159,34 @@ class Predictor:
         options = options or self.options
         vocab = self.vocabulary(vocabulary)
         video = source if isinstance(source, VideoSource) else open_source(source, read_options)
-        window = options.clip_length if options.mode == "semi-online" else options.frame_batch
         segmenter = StreamingSegmenter(self.model, self.cfg, vocab.text_classifier(), options)
         indices: list[int] = []
         times: list[float] = []
         total, total_exact = video.estimated_output_frames, video.output_frames_exact
-        windows = video.iter_windows(window, prefetch=prefetch)
+        windows = video.iter_windows(options.window, prefetch=prefetch)
+        whole_video: list[tuple[np.ndarray, torch.Tensor]] = []  # offline: every window, run at the end
         try:
             for chunk in windows:
                 started = time.perf_counter()
                 embeds = self.frame_encoder(chunk.frames)
-                segmenter.add_window(chunk.frames, embeds)
+                if options.mode == "offline":
+                    whole_video.append((chunk.frames, embeds))
+                else:
+                    segmenter.add_window(chunk.frames, embeds)
                 indices.extend(int(i) for i in chunk.indices)
                 times.extend(float(t) for t in chunk.times)
-                yield WindowDone(len(indices), total, time.perf_counter() - started, total_exact)
+                yield SegmentProgress(len(indices), total, time.perf_counter() - started, total_exact)
+            started = time.perf_counter()
+            if whole_video:
+                frames, embeds = zip(*whole_video, strict=True)
+                whole_video.clear()
+                segmenter.add_window(np.concatenate(frames), torch.cat(embeds))
             tracks = segmenter.finish()
         except torch.cuda.OutOfMemoryError:
+            advice = "" if options.mode == "offline" else "lower `window`, "
             raise OVFormerError(
-                "CUDA out of memory; lower `window`, use `precision`='bf16', a smaller `min_size`, or `device`='cpu'"
+                f"CUDA out of memory; {advice}use `precision`='bf16', a smaller `min_size`, or `device`='cpu'"
+                + ("; or `mode`='semi-online' (offline holds the whole video)" if options.mode == "offline" else "")
             ) from None
         finally:
             windows.close()
@@ -176,7 +197,7 @@ class Predictor:
         ids = list(category_ids) if category_ids is not None else list(range(1, vocab.num_classes + 1))
         if len(ids) != vocab.num_classes:
             raise OVFormerError(f"{len(ids)} category ids for a vocabulary of {vocab.num_classes} classes")
-        yield VideoResult(
+        result = VideoResult(
             video_name=video.info.name,
             video_path=str(video.info.path),
             video_id=video_id,
@@ -193,6 +214,7 @@ class Predictor:
                     category_id=ids[t.label],
                     score=t.score,
                     segmentations=list(t.rles),
+                    query_slot=t.slot,
                 )
                 for i, t in enumerate(ordered)
             ],
@@ -202,6 +224,7 @@ class Predictor:
             frame_times=times,
             decode=windows.report,
         )
+        yield SegmentProgress(len(indices), len(indices), time.perf_counter() - started, True, result)
 
     def segment(
         self,
@@ -213,14 +236,13 @@ class Predictor:
         category_ids: Sequence[int] | None = None,
     ) -> VideoResult:
         """Segment, track and name every object of the vocabulary's classes in a video."""
-        result = None
         items = self.iter_segment(
             source, vocabulary, read_options, options, video_id=video_id, category_ids=category_ids
         )
         for item in items:
-            result = item
-        assert isinstance(result, VideoResult)
-        return result
+            if item.result is not None:
+                return item.result
+        raise AssertionError("iter_segment ended without a result")
 
 
 def load_model(
@@ -272,7 +294,7 @@ def load_model(
         parameter="clip_weights",
     )
     encoders = load_clip_encoders(clip_path, torch_device)
-    options = segment_options_for(cfg, precision=precision)
+    options = segment_options_for(cfg).updated(precision=precision)
     return Predictor(
         network,
         cfg,

@@ -12,7 +12,7 @@ from ovformer_core.checkpoints import MODEL_RELEASES
 from ovformer_core.config import r50_config
 from ovformer_core.errors import OVFormerError, WeightsNotFoundError
 from ovformer_core.io.results import VideoResult
-from ovformer_core.predictor import WindowDone, segment_options_for
+from ovformer_core.predictor import SegmentProgress, segment_options_for
 from tests.cli.conftest import weights  # noqa: F401
 from tests.conftest import write_video
 from tests.io.timed_videos import cut_copy, write_timed_video
@@ -37,9 +37,12 @@ def test_unknown_model_and_device():
 
 def test_official_rule_follows_the_config():
     video = segment_options_for(r50_config(video=True))
-    image = segment_options_for(r50_config(num_classes=1203, video=False), top_k=10)
-    assert (video.mode, video.clip_length, video.top_k, video.min_size) == ("semi-online", 5, 50, 360)
-    assert (image.mode, image.top_k) == ("per-frame", 10)
+    image = segment_options_for(r50_config(num_classes=1203, video=False)).updated(top_k=10)
+    assert (video.mode, video.window, video.top_k, video.min_size) == ("semi-online", 5, 50, 360)
+    assert (image.mode, image.window, image.top_k) == ("per-frame", 10, 10)
+    assert video.updated(mode="offline", min_size=None) == video.updated(mode="offline")  # None keeps a field
+    with pytest.raises(OVFormerError, match="^`window` must be at least 1 frame, not 0$"):
+        video.updated(window=0)
 
 
 def test_iter_segment_reports_each_window_then_the_result(tmp_path: Path, weights, monkeypatch):  # noqa: F811
@@ -47,11 +50,25 @@ def test_iter_segment_reports_each_window_then_the_result(tmp_path: Path, weight
     predictor = load_model("r50-lvvis", weights["model"], weights["clip"], device="cpu", home=tmp_path)
     video = tmp_path / "clip.mp4"
     write_video(video, num_frames=12, height=40, width=56)
-    options = segment_options_for(predictor.cfg, min_size=64, top_k=3)
+    options = segment_options_for(predictor.cfg).updated(min_size=64, top_k=3)
     items = list(predictor.iter_segment(video, ["cat", "dog"], options=options))
-    progress, result = items[:-1], items[-1]
-    assert [p.frames_done for p in progress] == [5, 10, 12] and all(isinstance(p, WindowDone) for p in progress)
+    assert all(isinstance(item, SegmentProgress) for item in items)
+    progress, result = items[:-1], items[-1].result
+    assert [p.frames_done for p in progress] == [5, 10, 12] and all(p.result is None for p in progress)
+    assert (items[-1].frames_done, items[-1].frames_total, items[-1].frames_total_exact) == (12, 12, True)
     assert isinstance(result, VideoResult) and result.num_frames == 12 and len(result.tracks) == 3
+    assert all(
+        t.query_slot is not None and 0 <= t.query_slot < predictor.cfg.decoder.num_queries for t in result.tracks
+    )
+    # Offline: the same windows are read, the network runs once on the whole video.
+    offline = list(predictor.iter_segment(video, ["cat", "dog"], options=options.updated(mode="offline")))
+    assert [p.frames_done for p in offline[:-1]] == [5, 10, 12]
+    whole = offline[-1].result
+    assert whole is not None and whole.num_frames == 12 and whole.metadata["mode"] == "offline"
+    one_clip = predictor.segment(video, ["cat", "dog"], options=options.updated(window=12))
+    # (the same network input; CLIP encodes the frames in other batches, so scores agree to float rounding)
+    assert [(t.label, t.query_slot) for t in whole.tracks] == [(t.label, t.query_slot) for t in one_clip.tracks]
+    assert [t.score for t in whole.tracks] == pytest.approx([t.score for t in one_clip.tracks], abs=1e-5)
     assert [t.track_id for t in result.tracks] == [1, 2, 3]
     assert np.all(np.diff([t.score for t in result.tracks]) <= 0)  # best first
     assert {t.category_name for t in result.tracks} <= {"cat", "dog"}
@@ -68,7 +85,7 @@ def test_segment_a_cut_phone_video(tmp_path: Path, weights, monkeypatch):  # noq
     whole = tmp_path / "whole.mp4"
     write_timed_video(whole, times, height=40, width=56, display_matrix=quarter_clockwise, faststart=True, gop=4)
     cut = cut_copy(whole, tmp_path / "phone.mp4", 0.6)
-    options = segment_options_for(predictor.cfg, min_size=64, top_k=2)
+    options = segment_options_for(predictor.cfg).updated(min_size=64, top_k=2)
     result = predictor.segment(cut, ["cat"], options=options)
     assert (result.width, result.height) == (40, 56)  # display orientation
     assert result.tracks[0].mask(0).shape == (56, 40)

@@ -52,6 +52,8 @@ class Track:
         score: confidence in [0, 1].
         segmentations: per processed frame, a compressed RLE (``{"size": [h, w], "counts": str}``),
             possibly of an empty mask, or ``None`` where the object is absent.
+        query_slot: the decoder query that followed the object (set by the predictor; not saved in
+            result files, so None for a track read from one).
     """
 
     track_id: int
@@ -60,6 +62,7 @@ class Track:
     category_id: int
     score: float
     segmentations: list[Rle | None] = field(repr=False)
+    query_slot: int | None = field(default=None, compare=False)
 
     @classmethod
     def from_masks(

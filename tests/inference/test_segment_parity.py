@@ -74,7 +74,7 @@ def test_semi_online_matches_official_final_result(min_size: int | None):
 def test_per_frame_zero_shot_matches_official_final_result(window, monkeypatch: pytest.MonkeyPatch):
     """Window size and read-back chunking only change batching: results must be the same."""
     monkeypatch.setattr(segment_module, "STATS_FRAMES_PER_READ", 5)  # 12 frames: chunks of 5, 5, 2
-    segmenter, results = run(False, SegmentOptions(mode="per-frame", top_k=10, min_size=None, frame_batch=3), window)
+    segmenter, results = run(False, SegmentOptions(mode="per-frame", top_k=10, min_size=None, window=3), window)
     matching = np.load(ZEROSHOT_TINY / "matching.npz")["perms"]
     assert len(segmenter.tracks.permutations) == len(matching)
     for ours, theirs in zip(segmenter.tracks.permutations, matching, strict=True):

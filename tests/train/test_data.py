@@ -17,8 +17,8 @@ from ovformer_core.train.data import (
     TrainInstance,
     TrainVideo,
     decode_segmentation,
-    read_video_clip,
     read_train_dataset,
+    read_video_clip,
     sample_clip_frames,
 )
 

@@ -15,7 +15,7 @@ from ovformer_core.eval import evaluate
 from ovformer_core.eval.results_check import load_results
 from ovformer_core.io.results import load_result, write_result_json
 from ovformer_core.io.rle import encode_rle
-from ovformer_core.train.data import read_video_clip, read_train_dataset
+from ovformer_core.train.data import read_train_dataset, read_video_clip
 from ovformer_core.view.review import Edit, save_review
 from tests.conftest import identify
 from tests.view.conftest import CATEGORIES, HEIGHT, NUM_FRAMES, WIDTH, box_masks, known_result, make_served
