@@ -30,6 +30,13 @@ from ovformer_core.errors import OVFormerError
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: The exit statuses above, as ``--help`` lists them (click's "\b" keeps the lines as they are).
+EXIT_STATUS_HELP = (
+    "\b\nExit status: 0 done; 1 segment: some inputs failed (the others were processed); 2 usage error, "
+    "nothing done;\n3 train: stopped by SIGTERM after a checkpoint; 4 segment: some results incomplete "
+    "(damaged video);\n128+N: stopped by signal N (130 Ctrl-C, 143 SIGTERM)."
+)
+
 #: Exit status for a user mistake (bad input, missing file); 1 is left to "some batch items failed".
 EXIT_USER_ERROR = 2
 #: Exit status base for a run stopped by a signal: 128 + the signal number, as shells report it.

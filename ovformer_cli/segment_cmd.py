@@ -143,9 +143,7 @@ def segment(
     ] = None,
     vocab: Annotated[
         str | None,
-        typer.Option(
-            "--vocab", "-v", help="Categories: a .txt (one per line, synonyms after commas), a .vocab, or 'a,b,c'."
-        ),
+        typer.Option("--vocab", help="Categories: a .txt (one per line, synonyms after commas), a .vocab, or 'a,b,c'."),
     ] = None,
     dataset: Annotated[
         Path | None,
@@ -172,21 +170,41 @@ def segment(
         ),
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="cuda, cpu, cuda:N (default: cuda if available).")
+        str | None, typer.Option("--device", help="cuda, cpu, cuda:N.", show_default="cuda if available, else cpu")
     ] = None,
     precision: Annotated[Precision, typer.Option("--precision", help="Network precision.")] = Precision.fp32,
     mode: Annotated[
-        Mode | None, typer.Option("--mode", help="semi-online | per-frame | offline (whole video as one clip).")
+        Mode | None,
+        typer.Option(
+            "--mode",
+            help="semi-online | per-frame | offline (whole video as one clip).",
+            show_default="the model's: semi-online for *-lvvis, per-frame for *-lvis",
+        ),
     ] = None,
     window: Annotated[
-        int | None, typer.Option("--window", help="Frames per clip (semi-online; official 5).", min=1)
+        int | None,
+        typer.Option(
+            "--window",
+            help="Frames per clip (semi-online), per forward pass (per-frame), decoded at a time (offline).",
+            min=1,
+            show_default="5 (official) for *-lvvis, 10 for *-lvis",
+        ),
     ] = None,
-    top_k: Annotated[int | None, typer.Option("--top-k", help="Candidates kept per video.", min=1)] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option("--top-k", help="Candidates kept per video.", min=1, show_default="50 (official LV-VIS)"),
+    ] = None,
     threshold: Annotated[
         float, typer.Option("--threshold", help="Report tracks scoring at least this (0 = all top-k).")
     ] = 0.3,
     min_size: Annotated[
-        int | None, typer.Option("--min-size", help="Shortest side fed to the network.", min=32)
+        int | None,
+        typer.Option(
+            "--min-size",
+            help="Shortest side fed to the network.",
+            min=32,
+            show_default="360 for r50-*, 480 for swinb-*",
+        ),
     ] = None,
     stride: Annotated[int, typer.Option("--stride", help="Use every N-th frame.", min=1)] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", help="Stop after this many frames.", min=1)] = None,
