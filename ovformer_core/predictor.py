@@ -245,6 +245,18 @@ class Predictor:
         raise AssertionError("iter_segment ended without a result")
 
 
+def loaded_model_id(release: str, own_config: ModelConfig | None, path: Path, cached: bool) -> str:
+    """What a result records as its model: the release, or what a given file holds.
+
+    A checkpoint that carries its own config (an ovformer checkpoint, e.g. a fine-tuned Swin) is named by
+    that config, not by the release asked for: ``ovformer-swin-video:tuned.pt``.
+    """
+    if own_config is not None:
+        rule = "video" if own_config.decoder.temporal_position else "image"
+        return f"ovformer-{own_config.backbone.kind}-{rule}:{path.name}"
+    return f"ovformer-{release}" if cached else f"ovformer-{release}:{path.name}"
+
+
 def load_model(
     model: str = "r50-lvvis",
     weights: str | os.PathLike[str] | None = None,
@@ -300,7 +312,7 @@ def load_model(
         cfg,
         encoders.frames,
         encoders.text,
-        model_id=f"ovformer-{model}" if weights is None else f"ovformer-{model}:{Path(weights_path).name}",
+        model_id=loaded_model_id(model, cfg if checkpoint.config is not None else None, weights_path, weights is None),
         options=options,
         cache_dir=ovformer_home(home) / "vocabularies",
     )

@@ -57,6 +57,8 @@ def test_iter_segment_reports_each_window_then_the_result(tmp_path: Path, weight
     assert [p.frames_done for p in progress] == [5, 10, 12] and all(p.result is None for p in progress)
     assert (items[-1].frames_done, items[-1].frames_total, items[-1].frames_total_exact) == (12, 12, True)
     assert isinstance(result, VideoResult) and result.num_frames == 12 and len(result.tracks) == 3
+    # The file carries its own (tiny Swin video) config: the result names it, not the release asked for.
+    assert result.model_id == "ovformer-swin-video:tiny.pt"
     assert all(
         t.query_slot is not None and 0 <= t.query_slot < predictor.cfg.decoder.num_queries for t in result.tracks
     )
