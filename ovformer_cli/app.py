@@ -12,6 +12,7 @@ from ovformer_cli.segment_cmd import export, segment
 from ovformer_cli.train_cmd import train
 from ovformer_cli.view_cmd import view
 from ovformer_cli.vocab_cmd import vocab_encode
+from ovformer_cli.weights_cmd import weights_app
 from ovformer_core import __version__
 
 app = typer.Typer(
@@ -47,6 +48,7 @@ app.command("import", epilog=EXIT_STATUS_HELP)(import_annotations)
 app.command("vocab-encode", epilog=EXIT_STATUS_HELP)(vocab_encode)
 app.command("evaluate", epilog=EXIT_STATUS_HELP)(evaluate)
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(weights_app, name="weights")
 app.command("train", epilog=EXIT_STATUS_HELP)(train)
 app.command("view", epilog=EXIT_STATUS_HELP)(view)
 

@@ -27,7 +27,7 @@ from ovformer_core.model.build import build_model
 from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipFrameEncoder, ClipTextEncoderFactory, load_clip_encoders
 from ovformer_core.model.ovformer import OVFormer
 from ovformer_core.vocab import Vocabulary, check_vocabulary_clip, load_vocabulary
-from ovformer_core.weights import ovformer_home, resolve
+from ovformer_core.weights import WeightFile, ovformer_home, resolve_all
 
 VocabularySpec = Vocabulary | str | os.PathLike[str] | Sequence[str]
 
@@ -245,6 +245,11 @@ class Predictor:
         raise AssertionError("iter_segment ended without a result")
 
 
+def weight_files() -> tuple[WeightFile, ...]:
+    """Every file the releases may need: the four model checkpoints and the CLIP ViT-B/32 weights."""
+    return (*(release.weights for release in MODEL_RELEASES.values()), OPENAI_VIT_B_32)
+
+
 def loaded_model_id(release: str, own_config: ModelConfig | None, path: Path, cached: bool) -> str:
     """What a result records as its model: the release, or what a given file holds.
 
@@ -283,8 +288,11 @@ def load_model(
         raise OVFormerError(f"unknown model {model!r}; choose one of {', '.join(MODEL_RELEASES)}")
     release = MODEL_RELEASES[model]
     torch_device = choose_device(device)
-    weights_path = resolve(
-        release.weights, weights, home=home, allow_download=allow_download, progress=progress, parameter="weights"
+    weights_path, clip_path = resolve_all(
+        [(release.weights, weights, "weights"), (OPENAI_VIT_B_32, clip_weights, "clip_weights")],
+        home=home,
+        allow_download=allow_download,
+        progress=progress,
     )
     checkpoint = read_checkpoint(weights_path)
     cfg = checkpoint.config or release.config
@@ -297,14 +305,6 @@ def load_model(
         raise
     network.load_state_dict(checkpoint.state_dict, strict=True)
     network.eval().to(torch_device)
-    clip_path = resolve(
-        OPENAI_VIT_B_32,
-        clip_weights,
-        home=home,
-        allow_download=allow_download,
-        progress=progress,
-        parameter="clip_weights",
-    )
     encoders = load_clip_encoders(clip_path, torch_device)
     options = segment_options_for(cfg).updated(precision=precision)
     return Predictor(

@@ -26,6 +26,9 @@ def test_offline_release_says_which_file_to_put_where(tmp_path: Path, monkeypatc
     assert "\n" not in message
     assert str(tmp_path / "ovformer_swinb_lvvis.pth") in message
     assert MODEL_RELEASES["swinb-lvvis"].weights.url in message and "`weights`" in message
+    # The CLIP file is missing too: both are named at once, not one run at a time.
+    assert message.startswith("2 weight files are missing: ")
+    assert str(tmp_path / "ViT-B-32.pt") in message and "`clip_weights`" in message
 
 
 def test_unknown_model_and_device():
