@@ -124,11 +124,14 @@ def run_one(
         task = progress.add_task(name, total=source.estimated_output_frames or None, rate="")
         elapsed = 0.0
         for item in predictor.iter_segment(source, vocabulary, options=options, video_id=spec.video_id):
+            # The library's count (the real one on the last item, once decoding has ended).
+            total = max(item.frames_total, item.frames_done) or None
             if item.result is not None:
+                progress.update(task, total=total, completed=item.frames_done)
                 return item.result
             elapsed += item.seconds
             rate = f"{item.frames_done / max(elapsed, 1e-9):.1f} frames/s"
-            progress.update(task, completed=item.frames_done, rate=rate)
+            progress.update(task, total=total, completed=item.frames_done, rate=rate)
             log.debug("%s: %d frames, %s", spec.name, item.frames_done, rate)
     raise AssertionError("iter_segment ended without a result")
 
