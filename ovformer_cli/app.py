@@ -7,8 +7,9 @@ import typer
 from ovformer_cli.console import EXIT_STATUS_HELP
 from ovformer_cli.dataset_cmd import dataset_app
 from ovformer_cli.evaluate_cmd import evaluate
+from ovformer_cli.export_cmd import export
 from ovformer_cli.import_cmd import import_annotations
-from ovformer_cli.segment_cmd import export, segment
+from ovformer_cli.segment_cmd import segment
 from ovformer_cli.train_cmd import train
 from ovformer_cli.view_cmd import view
 from ovformer_cli.vocab_cmd import vocab_encode
