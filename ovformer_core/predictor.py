@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,9 @@ from ovformer_core.checkpoints import MODEL_RELEASES, check_fits, read_checkpoin
 from ovformer_core.config import ModelConfig
 from ovformer_core.devices import choose_device
 from ovformer_core.errors import CheckpointError, OVFormerError
-from ovformer_core.inference.segment import Precision, SegmentOptions, StreamingSegmenter
+from ovformer_core.inference.segment import Precision, SegmentOptions, StreamingSegmenter, TrackResult
 from ovformer_core.io.results import Track, VideoResult
-from ovformer_core.io.video import ReadOptions, SourceSpec, VideoSource, open_source
+from ovformer_core.io.video import FrameWindow, ReadOptions, SourceSpec, VideoSource, open_source
 from ovformer_core.model.build import build_model
 from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipFrameEncoder, ClipTextEncoderFactory, load_clip_encoders
 from ovformer_core.model.ovformer import OVFormer
@@ -32,6 +32,8 @@ from ovformer_core.weights import WeightFile, ovformer_home, resolve_all
 VocabularySpec = Vocabulary | str | os.PathLike[str] | Sequence[str]
 
 
+#: Frame rate recorded for frames given in memory without one.
+DEFAULT_FRAMES_FPS = 30.0
 #: Frames per forward pass of the per-frame rule (only batching: results change in the last float bits).
 PER_FRAME_WINDOW = 10
 
@@ -70,6 +72,20 @@ def segment_options_for(cfg: ModelConfig) -> SegmentOptions:
         min_size=cfg.inference.min_size_test,
         max_size=cfg.inference.max_size_test,
     )
+
+
+@dataclass
+class _Run:
+    """What one pass over a video's windows produced."""
+
+    tracks: list[TrackResult]
+    indices: list[int]
+    times: list[float]
+    final_seconds: float
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.indices)
 
 
 class Predictor:
@@ -159,16 +175,93 @@ class Predictor:
         options = options or self.options
         vocab = self.vocabulary(vocabulary)
         video = source if isinstance(source, VideoSource) else open_source(source, read_options)
+        windows = video.iter_windows(options.window, prefetch=prefetch)
+        try:
+            run = yield from self._stream(
+                windows,
+                lambda chunk, start: self.frame_encoder(chunk),
+                vocab,
+                options,
+                video.estimated_output_frames,
+                video.output_frames_exact,
+            )
+        finally:
+            windows.close()
+        if video_id is None:
+            video_id = source.video_id if isinstance(source, SourceSpec) else 1
+        info = video.info
+        size = (info.height, info.width)
+        result = self._result(run, vocab, options, category_ids, video_id, info.name, str(info.path), info.fps, size)
+        result = replace(result, decode=windows.report)
+        yield SegmentProgress(run.num_frames, run.num_frames, run.final_seconds, True, result)
+
+    def iter_segment_frames(
+        self,
+        frames: np.ndarray,
+        vocabulary: VocabularySpec,
+        clip_embeds: np.ndarray | torch.Tensor | None = None,
+        options: SegmentOptions | None = None,
+        fps: float = DEFAULT_FRAMES_FPS,
+        name: str = "frames",
+        video_id: int = 1,
+        category_ids: Sequence[int] | None = None,
+    ) -> Iterator[SegmentProgress]:
+        """``iter_segment`` for frames already in memory, optionally with their CLIP image embeddings.
+
+        Args:
+            frames: uint8 ``[T, H, W, 3]`` RGB, in order.
+            vocabulary: as for ``iter_segment``.
+            clip_embeds: ``[T, D]`` CLIP image embeddings of the frames (e.g. precomputed with the same
+                CLIP weights); None encodes the frames.
+            options: inference options; defaults to the model's official rule.
+            fps: frame rate recorded in the result (frame ``i`` is at ``i / fps`` seconds).
+            name: the result's video name.
+            video_id, category_ids: as for ``iter_segment``.
+        """
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+            raise OVFormerError(
+                f"`frames` must be uint8 [T, H, W, 3] RGB with T >= 1, not {frames.dtype} {frames.shape}"
+            )
+        embeds = None if clip_embeds is None else torch.as_tensor(clip_embeds, dtype=torch.float32)
+        if embeds is not None and (embeds.ndim != 2 or embeds.shape[0] != len(frames)):
+            raise OVFormerError(
+                f"`clip_embeds` must be [{len(frames)}, D], one embedding per frame, not {list(embeds.shape)}"
+            )
+        options = options or self.options
+        vocab = self.vocabulary(vocabulary)
+
+        def windows() -> Iterator[FrameWindow]:
+            for start in range(0, len(frames), options.window):
+                chunk = frames[start : start + options.window]
+                indices = np.arange(start, start + len(chunk), dtype=np.int64)
+                yield FrameWindow(start, chunk, indices, indices / float(fps))
+
+        def encode(chunk: np.ndarray, start: int) -> torch.Tensor:
+            return self.frame_encoder(chunk) if embeds is None else embeds[start : start + len(chunk)]
+
+        run = yield from self._stream(windows(), encode, vocab, options, len(frames), True)
+        size = (int(frames.shape[1]), int(frames.shape[2]))
+        result = self._result(run, vocab, options, category_ids, video_id, name, "", fps, size)
+        yield SegmentProgress(run.num_frames, run.num_frames, run.final_seconds, True, result)
+
+    def _stream(
+        self,
+        windows: Iterable[FrameWindow],
+        encode: Callable[[np.ndarray, int], torch.Tensor],
+        vocab: Vocabulary,
+        options: SegmentOptions,
+        total: int,
+        total_exact: bool,
+    ) -> Generator[SegmentProgress, None, _Run]:
+        """Windows -> CLIP embeddings -> network -> tracks; yields progress, returns the run."""
         segmenter = StreamingSegmenter(self.model, self.cfg, vocab.text_classifier(), options)
         indices: list[int] = []
         times: list[float] = []
-        total, total_exact = video.estimated_output_frames, video.output_frames_exact
-        windows = video.iter_windows(options.window, prefetch=prefetch)
         whole_video: list[tuple[np.ndarray, torch.Tensor]] = []  # offline: every window, run at the end
         try:
             for chunk in windows:
                 started = time.perf_counter()
-                embeds = self.frame_encoder(chunk.frames)
+                embeds = encode(chunk.frames, chunk.start)
                 if options.mode == "offline":
                     whole_video.append((chunk.frames, embeds))
                 else:
@@ -178,9 +271,9 @@ class Predictor:
                 yield SegmentProgress(len(indices), total, time.perf_counter() - started, total_exact)
             started = time.perf_counter()
             if whole_video:
-                frames, embeds = zip(*whole_video, strict=True)
+                frames, embeds_list = zip(*whole_video, strict=True)
                 whole_video.clear()
-                segmenter.add_window(np.concatenate(frames), torch.cat(embeds))
+                segmenter.add_window(np.concatenate(frames), torch.cat(embeds_list))
             tracks = segmenter.finish()
         except torch.cuda.OutOfMemoryError:
             advice = "" if options.mode == "offline" else "lower `window`, "
@@ -189,23 +282,35 @@ class Predictor:
                 + ("; or `mode`='semi-online' (offline holds the whole video)" if options.mode == "offline" else "")
             ) from None
         finally:
-            windows.close()
             segmenter.close()
-        ordered = sorted(tracks, key=lambda t: -t.score)
-        if video_id is None:
-            video_id = source.video_id if isinstance(source, SourceSpec) else 1
+        return _Run(tracks, indices, times, time.perf_counter() - started)
+
+    def _result(
+        self,
+        run: _Run,
+        vocab: Vocabulary,
+        options: SegmentOptions,
+        category_ids: Sequence[int] | None,
+        video_id: int,
+        name: str,
+        path: str,
+        fps: float,
+        size: tuple[int, int],
+    ) -> VideoResult:
+        """The ``VideoResult`` of a run (``size`` is (H, W)): tracks best first, ids 1..N."""
         ids = list(category_ids) if category_ids is not None else list(range(1, vocab.num_classes + 1))
         if len(ids) != vocab.num_classes:
             raise OVFormerError(f"{len(ids)} category ids for a vocabulary of {vocab.num_classes} classes")
-        result = VideoResult(
-            video_name=video.info.name,
-            video_path=str(video.info.path),
+        ordered = sorted(run.tracks, key=lambda t: -t.score)
+        return VideoResult(
+            video_name=name,
+            video_path=path,
             video_id=video_id,
-            width=video.info.width,
-            height=video.info.height,
-            num_frames=len(indices),
-            fps=float(video.info.fps),
-            frame_indices=indices,
+            width=size[1],
+            height=size[0],
+            num_frames=run.num_frames,
+            fps=float(fps),
+            frame_indices=run.indices,
             tracks=[
                 Track(
                     track_id=i + 1,
@@ -221,10 +326,8 @@ class Predictor:
             categories=[{"id": i, "name": name} for i, name in zip(ids, vocab.names, strict=True)],
             model_id=self.model_id,
             metadata={"mode": options.mode, "top_k": options.top_k, "score_threshold": options.score_threshold},
-            frame_times=times,
-            decode=windows.report,
+            frame_times=run.times,
         )
-        yield SegmentProgress(len(indices), len(indices), time.perf_counter() - started, True, result)
 
     def segment(
         self,

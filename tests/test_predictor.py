@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ovformer_core import load_model
 from ovformer_core.checkpoints import MODEL_RELEASES
@@ -127,3 +128,29 @@ def test_a_vocabulary_of_other_clip_weights_is_refused(tmp_path: Path, weights, 
     assert predictor.vocabulary(tmp_path / "same.vocab").names == ("cat", "dog")
     # Encoded here: always this tower.
     assert predictor.vocabulary("cat,dog").clip_model_id == predictor.text_encoder_factory.identity
+
+
+def test_frames_in_memory_with_or_without_precomputed_embeddings(tmp_path: Path, weights, monkeypatch):  # noqa: F811
+    """No file needed: frames in memory, and CLIP embeddings computed elsewhere, give the same result."""
+    monkeypatch.setenv("OVFORMER_OFFLINE", "1")
+    predictor = load_model("r50-lvvis", weights["model"], weights["clip"], device="cpu", home=tmp_path)
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (7, 40, 56, 3), dtype=np.uint8)
+    options = segment_options_for(predictor.cfg).updated(min_size=64, top_k=3)
+    items = list(predictor.iter_segment_frames(frames, ["cat", "dog"], options=options, fps=10.0, name="mem"))
+    assert [item.frames_done for item in items] == [5, 7, 7] and items[-1].result is not None
+    result = items[-1].result
+    assert (result.video_name, result.num_frames, result.frame_size, result.fps) == ("mem", 7, (40, 56), 10.0)
+    assert result.frame_indices == list(range(7)) and result.frame_times == pytest.approx([i / 10 for i in range(7)])
+    embeds = torch.cat([predictor.frame_encoder(frames[:5]), predictor.frame_encoder(frames[5:])])
+    given = list(predictor.iter_segment_frames(frames, ["cat", "dog"], clip_embeds=embeds, options=options))[-1].result
+    assert given is not None
+    assert [(t.label, t.score, t.segmentations) for t in given.tracks] == [
+        (t.label, t.score, t.segmentations) for t in result.tracks
+    ]
+    with pytest.raises(
+        OVFormerError, match=r"^`clip_embeds` must be \[7, D\], one embedding per frame, not \[6, 512\]$"
+    ):
+        next(predictor.iter_segment_frames(frames, ["cat"], clip_embeds=embeds[:6]))
+    with pytest.raises(OVFormerError, match=r"^`frames` must be uint8 \[T, H, W, 3\] RGB"):
+        next(predictor.iter_segment_frames(frames.astype(np.float32), ["cat"]))
