@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ovformer_core.eval import evaluate  # noqa: E402
-from ovformer_core.eval.benchmarks import STAT_NAMES, EvalParams  # noqa: E402
+from ovformer_core.eval.protocols import STAT_NAMES, EvalParams  # noqa: E402
 
 CASE3 = ROOT / "tests" / "fixtures" / "reference" / "eval" / "case3_large"
 

@@ -209,7 +209,7 @@ def bench_end_to_end(name: str, height: int, precision: str, device: torch.devic
             model = build_model(cfg).eval()
             model.load_state_dict(state)
             model.to(device)
-            options = segment_options_for(cfg, min_size=height, precision=precision, score_threshold=0.0)
+            options = segment_options_for(cfg).updated(min_size=height, precision=precision, score_threshold=0.0)
             predictor = Predictor(model, cfg, clip, None, options=options)
             start = time.perf_counter()
             result = predictor.segment(video, vocab)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import typer
 
+from ovformer_cli.console import EXIT_STATUS_HELP
 from ovformer_cli.dataset_cmd import dataset_app
 from ovformer_cli.evaluate_cmd import evaluate
+from ovformer_cli.export_cmd import export
 from ovformer_cli.import_cmd import import_annotations
-from ovformer_cli.segment_cmd import export, segment
+from ovformer_cli.segment_cmd import segment
 from ovformer_cli.train_cmd import train
 from ovformer_cli.view_cmd import view
 from ovformer_cli.vocab_cmd import vocab_encode
+from ovformer_cli.weights_cmd import weights_app
 from ovformer_core import __version__
 from ovformer_core.cpu_threads import prefer_passive_wait
 
@@ -20,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's own help layout: flags print as flags (Typer's rich panels show "--json <bool>").
+    rich_markup_mode=None,
+    epilog=EXIT_STATUS_HELP,
 )
 
 
@@ -38,14 +44,15 @@ def root(
     """Open-vocabulary video instance segmentation (OVFormer)."""
 
 
-app.command("segment")(segment)
-app.command("export")(export)
-app.command("import")(import_annotations)
-app.command("vocab-encode")(vocab_encode)
-app.command("evaluate")(evaluate)
+app.command("segment", epilog=EXIT_STATUS_HELP)(segment)
+app.command("export", epilog=EXIT_STATUS_HELP)(export)
+app.command("import", epilog=EXIT_STATUS_HELP)(import_annotations)
+app.command("vocab-encode", epilog=EXIT_STATUS_HELP)(vocab_encode)
+app.command("evaluate", epilog=EXIT_STATUS_HELP)(evaluate)
 app.add_typer(dataset_app, name="dataset")
-app.command("train")(train)
-app.command("view")(view)
+app.add_typer(weights_app, name="weights")
+app.command("train", epilog=EXIT_STATUS_HELP)(train)
+app.command("view", epilog=EXIT_STATUS_HELP)(view)
 
 
 def main() -> None:

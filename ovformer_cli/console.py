@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import signal
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,6 +29,13 @@ from ovformer_core.errors import OVFormerError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: The exit statuses above, as ``--help`` lists them (click's "\b" keeps the lines as they are).
+EXIT_STATUS_HELP = (
+    "\b\nExit status: 0 done; 1 segment: some inputs failed (the others were processed); 2 usage error, "
+    "nothing done;\n3 train: stopped by SIGTERM after a checkpoint; 4 segment: some results incomplete "
+    "(damaged video);\n128+N: stopped by signal N (130 Ctrl-C, 143 SIGTERM)."
+)
 
 #: Exit status for a user mistake (bad input, missing file); 1 is left to "some batch items failed".
 EXIT_USER_ERROR = 2
@@ -58,10 +66,27 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+#: A library parameter named in a message, with an optional value (see ``ovformer_core.errors``).
+_PARAMETER = re.compile(r"`([a-z][a-z_]*)`(?:='([^']*)')?")
+
+
+def as_flags(message: str) -> str:
+    """A library message in the CLI's words: ```min_size``` -> ``--min-size``, ```device`='cpu'`` -> ``--device cpu``.
+
+    Every command's flags are its library parameters with dashes for underscores.
+    """
+
+    def flag(match: re.Match[str]) -> str:
+        name = "--" + match[1].replace("_", "-")
+        return name if match[2] is None else f"{name} {match[2]}"
+
+    return _PARAMETER.sub(flag, message)
+
+
 def fail(message: str, status: int = EXIT_USER_ERROR) -> typer.Exit:
-    """Print ``error: message`` on stderr and return the exit to raise."""
+    """Print ``error: message`` (library parameters shown as flags) on stderr and return the exit to raise."""
     # The message is plain text: brackets in it (``ovformer[view]``, ``[0, 1]``) are not rich markup.
-    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    stderr.print(f"[bold red]error:[/] {escape(as_flags(message))}", markup=True, highlight=False)
     return typer.Exit(status)
 
 

@@ -17,6 +17,7 @@ from ovformer_core.config import LVIS_COMMON_BELOW, LVIS_RARE_BELOW
 dataset_app = typer.Typer(
     help="Prepare dataset files: drop rare/novel categories, category info, split results by partition.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # as the main app: flags print as flags
 )
 
 AnnPath = Annotated[

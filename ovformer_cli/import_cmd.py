@@ -35,7 +35,6 @@ def import_annotations(
         str | None,
         typer.Option(
             "--vocab",
-            "-v",
             help="Merge categories by name against this vocabulary (.txt, .vocab, dataset .json or 'a,b,c'); "
             "labels outside it are an error.",
         ),

@@ -1,4 +1,4 @@
-"""``ovformer segment`` and ``ovformer export``: tracked masks for videos, and format conversion."""
+"""``ovformer segment``: tracked masks for videos, frame folders, images, or a whole dataset split."""
 
 from __future__ import annotations
 
@@ -6,19 +6,22 @@ import json
 import logging
 import os
 import time
-from collections import Counter
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ovformer_cli.console import EXIT_USER_ERROR, ThreadsOption, stderr, stdout, user_errors
+from ovformer_cli.console import EXIT_USER_ERROR, ThreadsOption, as_flags, stderr, stdout, user_errors
 from ovformer_core.errors import OutputError, OVFormerError, ResultsError, VideoError
 
 if TYPE_CHECKING:  # heavy imports only for the type checker; commands import them when they run
+    from ovformer_core.devices import ProcessGroup
+    from ovformer_core.inference.segment import Mode as ModeName
+    from ovformer_core.inference.segment import Precision as PrecisionName
     from ovformer_core.inference.segment import SegmentOptions
     from ovformer_core.io.outputs import OutputPaths
     from ovformer_core.io.results import VideoResult
@@ -52,6 +55,16 @@ class Mode(str, Enum):
     semi_online = "semi-online"
     per_frame = "per-frame"
     offline = "offline"
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """The inference options ``--dataset`` passes on (None: the model's own)."""
+
+    top_k: int | None
+    min_size: int | None
+    window: int | None
+    precision: PrecisionName
 
 
 class Precision(str, Enum):
@@ -98,9 +111,6 @@ def run_one(
     quiet: bool,
 ) -> VideoResult:
     """Segment one opened source with a progress bar (frames/s); returns its ``VideoResult``."""
-    from ovformer_core.predictor import WindowDone
-
-    result = None
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -114,15 +124,16 @@ def run_one(
         task = progress.add_task(name, total=source.estimated_output_frames or None, rate="")
         elapsed = 0.0
         for item in predictor.iter_segment(source, vocabulary, options=options, video_id=spec.video_id):
-            if isinstance(item, WindowDone):
-                elapsed += item.seconds
-                rate = f"{item.frames_done / max(elapsed, 1e-9):.1f} frames/s"
-                progress.update(task, completed=item.frames_done, rate=rate)
-                log.debug("%s: %d frames, %s", spec.name, item.frames_done, rate)
-            else:
-                result = item
-    assert result is not None
-    return result
+            # The library's count (the real one on the last item, once decoding has ended).
+            total = max(item.frames_total, item.frames_done) or None
+            if item.result is not None:
+                progress.update(task, total=total, completed=item.frames_done)
+                return item.result
+            elapsed += item.seconds
+            rate = f"{item.frames_done / max(elapsed, 1e-9):.1f} frames/s"
+            progress.update(task, total=total, completed=item.frames_done, rate=rate)
+            log.debug("%s: %d frames, %s", spec.name, item.frames_done, rate)
+    raise AssertionError("iter_segment ended without a result")
 
 
 @user_errors
@@ -135,9 +146,7 @@ def segment(
     ] = None,
     vocab: Annotated[
         str | None,
-        typer.Option(
-            "--vocab", "-v", help="Categories: a .txt (one per line, synonyms after commas), a .vocab, or 'a,b,c'."
-        ),
+        typer.Option("--vocab", help="Categories: a .txt (one per line, synonyms after commas), a .vocab, or 'a,b,c'."),
     ] = None,
     dataset: Annotated[
         Path | None,
@@ -164,7 +173,7 @@ def segment(
         ),
     ] = None,
     device: Annotated[
-        str | None, typer.Option("--device", help="cuda, cpu, cuda:N (default: cuda if available).")
+        str | None, typer.Option("--device", help="cuda, cpu, cuda:N.", show_default="cuda if available, else cpu")
     ] = None,
     precision: Annotated[
         Precision,
@@ -176,17 +185,37 @@ def segment(
     ] = Precision.auto,
     threads: ThreadsOption = None,
     mode: Annotated[
-        Mode | None, typer.Option("--mode", help="semi-online | per-frame | offline (whole video as one clip).")
+        Mode | None,
+        typer.Option(
+            "--mode",
+            help="semi-online | per-frame | offline (whole video as one clip).",
+            show_default="the model's: semi-online for *-lvvis, per-frame for *-lvis",
+        ),
     ] = None,
     window: Annotated[
-        int | None, typer.Option("--window", help="Frames per clip (semi-online; official 5).", min=1)
+        int | None,
+        typer.Option(
+            "--window",
+            help="Frames per clip (semi-online), per forward pass (per-frame), decoded at a time (offline).",
+            min=1,
+            show_default="5 (official) for *-lvvis, 10 for *-lvis",
+        ),
     ] = None,
-    top_k: Annotated[int | None, typer.Option("--top-k", help="Candidates kept per video.", min=1)] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option("--top-k", help="Candidates kept per video.", min=1, show_default="50 (official LV-VIS)"),
+    ] = None,
     threshold: Annotated[
         float, typer.Option("--threshold", help="Report tracks scoring at least this (0 = all top-k).")
     ] = 0.3,
     min_size: Annotated[
-        int | None, typer.Option("--min-size", help="Shortest side fed to the network.", min=32)
+        int | None,
+        typer.Option(
+            "--min-size",
+            help="Shortest side fed to the network.",
+            min=32,
+            show_default="360 for r50-*, 480 for swinb-*",
+        ),
     ] = None,
     stride: Annotated[int, typer.Option("--stride", help="Use every N-th frame.", min=1)] = 1,
     max_frames: Annotated[int | None, typer.Option("--max-frames", help="Stop after this many frames.", min=1)] = None,
@@ -209,6 +238,7 @@ def segment(
 ) -> None:
     """Find, segment, track and name every object of the given categories in each input."""
     from ovformer_core.cpu_threads import set_threads
+    from ovformer_core.devices import ProcessGroup
     from ovformer_core.io.outputs import RESULT, OutputPaths, check_output_paths, missing_outputs, write_outputs
     from ovformer_core.io.results import write_result_json
     from ovformer_core.io.video import ReadOptions, open_source, resolve_inputs
@@ -220,7 +250,7 @@ def segment(
             raise OVFormerError("give either input videos or --dataset, not both")
         if frames_root is None:
             raise OVFormerError("--dataset needs --frames-root, the folder its file_names are relative to")
-        split_options = {"top_k": top_k, "min_size": min_size, "window": window, "precision": precision.value}
+        split_options = SplitOptions(top_k, min_size, window, cast("PrecisionName", precision.value))
         run_split(
             dataset,
             frames_root,
@@ -238,11 +268,16 @@ def segment(
         raise OVFormerError("give input videos and --vocab (or --dataset with --frames-root)")
     formats = [extra.value for extra in dict.fromkeys(extras or [])]
     specs, unresolved = resolve_inputs(inputs)
+    group = ProcessGroup.from_env()
+    if group.is_distributed:
+        # Under torchrun each process takes every world_size-th input, on the GPU of its local rank.
+        specs, unresolved = group.shard(specs), unresolved if group.is_main else []
+        device = _rank_device(device, group)
     read_options = ReadOptions(stride=stride, max_frames=max_frames, start_time=start, end_time=end)
     check_writable(out_dir)
     summary: dict = {
         "ok": [],
-        "failed": [{"input": failure.input, "error": str(failure.error)} for failure in unresolved],
+        "failed": [{"input": failure.input, "error": as_flags(str(failure.error))} for failure in unresolved],
         "skipped": [],
         "incomplete": [],
     }
@@ -273,18 +308,14 @@ def segment(
                         progress=not quiet,
                     )
                     vocabulary = predictor.vocabulary(vocab)
-                overrides: dict = {"score_threshold": threshold, "top_k": top_k, "min_size": min_size}
-                if mode is Mode.offline:
-                    # One clip for the whole video; without a frame count from the container the
-                    # estimate may fall short, which would split it: leave room.
-                    frames = source.estimated_output_frames
-                    length = frames if source.output_frames_exact else 2 * frames + 64
-                    overrides.update(mode="semi-online", clip_length=max(1, length))
-                elif mode is not None:
-                    overrides["mode"] = mode.value
-                if window is not None:
-                    overrides["clip_length"] = window
-                options = segment_options_for(predictor.cfg, precision=precision.value, **overrides)
+                options = segment_options_for(predictor.cfg).updated(
+                    mode=None if mode is None else cast("ModeName", mode.value),
+                    window=window,
+                    top_k=top_k,
+                    score_threshold=threshold,
+                    min_size=min_size,
+                    precision=cast("PrecisionName", precision.value),
+                )
                 assert vocabulary is not None  # loaded together with the predictor above
                 result = run_one(predictor, source, vocabulary, options, spec, quiet or json_summary)
                 # The full result first: an interrupted run keeps the model's work, and a rerun with
@@ -293,7 +324,7 @@ def segment(
             todo = formats if model_run else [output for output in missing if output != RESULT]
             write_outputs(result, todo, paths, spec.path)
         except (VideoError, ResultsError, OutputError) as err:
-            summary["failed"].append({"input": str(spec.path), "error": str(err)})
+            summary["failed"].append({"input": str(spec.path), "error": as_flags(str(err))})
             continue
         seconds = time.perf_counter() - started
         complete = result.decode is None or result.decode.complete
@@ -340,6 +371,12 @@ def segment(
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
+def _rank_device(device: str | None, group: ProcessGroup) -> str:
+    from ovformer_core.devices import choose_device
+
+    return str(choose_device(device, group.local_rank))
+
+
 def _saved_result(paths: OutputPaths) -> VideoResult | None:
     """The full result saved by an earlier run, or None when it cannot be read (then the model runs again)."""
     from ovformer_core.io.results import load_result
@@ -366,12 +403,12 @@ def run_split(
     device: str | None,
     offline: bool,
     quiet: bool,
-    overrides: dict,
+    split_options: SplitOptions,
 ) -> None:
     """Whole-split inference, sharded over ``torchrun`` ranks when launched with it."""
-    import torch
     import torch.distributed as dist
 
+    from ovformer_core.devices import ProcessGroup, choose_device, process_group
     from ovformer_core.inference.dataset import merge_parts, read_dataset, segment_split
     from ovformer_core.predictor import load_model, segment_options_for
 
@@ -379,24 +416,26 @@ def run_split(
     if not frames_root.is_dir():
         raise OVFormerError(f"frames root {frames_root} is not a folder; check --frames-root")
     check_writable(results_path.parent)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    distributed = world_size > 1
-    if distributed:
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        use_cuda = device != "cpu" and torch.cuda.is_available()
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        if use_cuda:
-            device = f"cuda:{local_rank}"
-    try:
+    group = ProcessGroup.from_env()
+    rank, world_size, distributed = group.rank, group.world_size, group.is_distributed
+    torch_device = choose_device(device, group.local_rank)
+    with process_group(group, torch_device):
         predictor = load_model(
-            model, weights, clip_weights, device=device, allow_download=not offline, progress=not quiet and rank == 0
+            model,
+            weights,
+            clip_weights,
+            device=str(torch_device),
+            allow_download=not offline,
+            progress=not quiet and group.is_main,
         )
-        window = overrides.pop("window")
-        if window is not None:
-            overrides["clip_length"] = window
-        options = segment_options_for(predictor.cfg, score_threshold=0.0, **overrides)
-        share = data.videos[rank::world_size]
+        options = segment_options_for(predictor.cfg).updated(
+            score_threshold=0.0,
+            top_k=split_options.top_k,
+            min_size=split_options.min_size,
+            window=split_options.window,
+            precision=split_options.precision,
+        )
+        share = group.shard(data.videos)
         columns = (TextColumn("rank {task.fields[rank]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=stderr, disable=quiet, transient=True) as progress:
             task = progress.add_task("split", total=len(share), rank=rank)
@@ -412,7 +451,7 @@ def run_split(
             )
         if distributed:
             dist.barrier()
-        if rank == 0:
+        if group.is_main:
             count = merge_parts(data, results_path)
             if not quiet:
                 stdout.print(
@@ -420,86 +459,6 @@ def run_split(
                     highlight=False,
                     markup=False,
                 )
-    finally:
-        if distributed:
-            dist.destroy_process_group()
 
 
-@user_errors
-def export(
-    result_paths: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Result .json files written by 'ovformer segment' (or reviewed in 'ovformer view').",
-            metavar="RESULT.json...",
-        ),
-    ],
-    to: Annotated[
-        list[Extra],
-        typer.Option("--to", help="Format(s) to write: ytvis, coco, overlay, png, cvat-video, mots, datumaro."),
-    ],
-    video: Annotated[Path | None, typer.Option("--video", help="The source video (needed for overlay).")] = None,
-    out_dir: Annotated[
-        Path | None, typer.Option("--out-dir", "-o", help="Folder (default: next to the first result).")
-    ] = None,
-    name: Annotated[
-        str,
-        typer.Option("--name", help="With several results: file name of the combined ytvis/coco/mots/datumaro."),
-    ] = "combined",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
-) -> None:
-    """Convert saved results into other formats without running the model.
-
-    Several results become one file for the formats that hold several videos (a YouTube-VIS results list,
-    COCO, one MOTS or Datumaro dataset with a subset per video); overlays, PNG folders and CVAT tasks are
-    one per result.
-    """
-    from ovformer_core.io.outputs import (
-        MULTI_VIDEO_FORMATS,
-        OutputPaths,
-        check_output_paths,
-        write_combined_outputs,
-        write_outputs,
-    )
-    from ovformer_core.io.results import load_result, load_results
-
-    formats = [extra.value for extra in dict.fromkeys(to)]
-    folder = out_dir if out_dir is not None else result_paths[0].parent
-    written: list[Path] = []
-    if len(result_paths) == 1:
-        result = load_result(result_paths[0])
-        paths = OutputPaths.for_input(folder, result_paths[0].name.removesuffix(".json"))
-        check_output_paths(paths, formats)
-        write_outputs(result, formats, paths, video)
-        written = [paths.of(output) for output in formats]
-    else:
-        if video is not None:
-            raise OVFormerError("--video names the source of one result; export several results without it")
-        if "/" in name or name in ("", ".", ".."):
-            raise OVFormerError(f"--name {name!r} must be a plain file name without folders")
-        results = [(path, video_result) for path in result_paths for video_result in load_results(path)]
-        combined = [output for output in formats if output in MULTI_VIDEO_FORMATS]
-        single = [output for output in formats if output not in MULTI_VIDEO_FORMATS]
-        per_file = Counter(path for path, _ in results)
-
-        def output_name(path: Path, result: VideoResult) -> str:
-            stem = path.name.removesuffix(".json")
-            return stem if per_file[path] == 1 else f"{stem}.{result.video_name}"  # a file of several videos
-
-        plans = [(OutputPaths.for_input(folder, output_name(path, r)), r) for path, r in results]
-        combined_paths = OutputPaths.for_input(folder, name)
-        check_output_paths(combined_paths, combined)
-        for paths, _ in plans:
-            check_output_paths(paths, single)
-        if combined:
-            write_combined_outputs([r for _, r in results], combined, combined_paths)
-            written += [combined_paths.of(output) for output in combined]
-        for paths, result in plans:
-            write_outputs(result, single, paths)
-            written += [paths.of(output) for output in single]
-    if not quiet:
-        for path in written:
-            stdout.print(f"wrote {path}", highlight=False, markup=False)
-
-
-__all__ = ["segment", "export", "EXIT_USER_ERROR"]
+__all__ = ["segment", "EXIT_USER_ERROR"]

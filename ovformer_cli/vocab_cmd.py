@@ -63,7 +63,7 @@ def vocab_encode(
         raise OVFormerError("--device cuda was given but no CUDA GPU is available; use --device cpu")
     classes = read_classes(vocabulary)
     prompt_templates = read_templates(templates) if templates is not None else DEFAULT_TEMPLATES
-    weights = resolve(OPENAI_VIT_B_32, explicit_path=clip_weights, progress=not quiet, flag="--clip-weights")
+    weights = resolve(OPENAI_VIT_B_32, explicit_path=clip_weights, progress=not quiet, parameter="clip_weights")
     factory = ClipTextEncoderFactory(weights, device=device.value)
     encoder = factory()  # load the weights first: a bad file fails before any progress output
     if not quiet:

@@ -10,10 +10,19 @@ Public API (imported on first use, so ``import ovformer_core`` stays light)::
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ovformer_core.errors import OVFormerError
 
+if TYPE_CHECKING:  # what the lazy table hands out, for type checkers and editors
+    from ovformer_core.checkpoints import load_weights
+    from ovformer_core.eval import evaluate
+    from ovformer_core.io.results import Track, VideoResult
+    from ovformer_core.model.build import build_model
+    from ovformer_core.predictor import Predictor, load_model
+    from ovformer_core.vocab import Vocabulary
+
+#: The one source of the version: pyproject.toml reads it (``[tool.setuptools.dynamic]``).
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -27,7 +36,18 @@ _LAZY = {
     "load_weights": "ovformer_core.checkpoints",
 }
 
-__all__ = ["OVFormerError", "__version__", *_LAZY]
+__all__ = [
+    "OVFormerError",
+    "Predictor",
+    "Track",
+    "VideoResult",
+    "Vocabulary",
+    "__version__",
+    "build_model",
+    "evaluate",
+    "load_model",
+    "load_weights",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -80,11 +80,28 @@ KEY_RENAMES: tuple[_Rename, ...] = (
 )
 
 
+#: State-dict suffix that official ResNet checkpoints may carry under ``backbone.`` and that we drop.
+#: detectron2's FrozenBatchNorm2d gained a persistent ``num_batches_tracked`` int64 scalar in May 2023
+#: (53 in an R50 checkpoint); older checkpoints lack it. It never affects a frozen BN, so our frozen BN
+#: (torchvision's, via timm) has no such entry and silently discards it when loading.
+DROPPED_BACKBONE_KEY_SUFFIX = "num_batches_tracked"
+
+
+def is_dropped_backbone_key(name: str) -> bool:
+    """True for a backbone state-dict entry that is ignored on load (a frozen BN's batch counter).
+
+    Args:
+        name: Key relative to the backbone (``base.bn1.num_batches_tracked``) or with the official
+            ``backbone.`` prefix; either form works.
+    """
+    return name.endswith("." + DROPPED_BACKBONE_KEY_SUFFIX)
+
+
 def official_to_ours(name: str) -> str | None:
     """Our state-dict name for an official one; None for entries that are not network weights."""
     if name == OFFICIAL_TEXT_CLASSIFIER_KEY or name.startswith("criterion."):
         return None
-    if name.startswith("backbone.") and name.endswith(".num_batches_tracked"):
+    if name.startswith("backbone.") and is_dropped_backbone_key(name):
         return None
     for pattern, replacement in KEY_RENAMES:
         if pattern.match(name):
@@ -205,7 +222,7 @@ def check_fits(checkpoint: LoadedCheckpoint, model: nn.Module, cfg: ModelConfig,
         suggestion = "swinb-lvvis" if kind == "swin" else "r50-lvvis"
         raise CheckpointError(
             f"{path} holds {names[kind]} backbone weights but the model is {names[cfg.backbone.kind]} "
-            f"(keys {_quote(offending)}); choose the matching model (e.g. --model {suggestion})"
+            f"(keys {_quote(offending)}); choose the matching model (e.g. `model`='{suggestion}')"
         )
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
@@ -215,7 +232,7 @@ def check_fits(checkpoint: LoadedCheckpoint, model: nn.Module, cfg: ModelConfig,
             parts.append(f"{len(missing)} missing ({_quote(missing)})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected ({_quote(unexpected)})")
-        raise CheckpointError(f"{path} does not fit the model: {'; '.join(parts)}; check --model / the config")
+        raise CheckpointError(f"{path} does not fit the model: {'; '.join(parts)}; check `model` / the config")
     wrong = [k for k in expected if tuple(expected[k].shape) != tuple(got[k].shape)]
     if wrong:
         details = ", ".join(
@@ -223,7 +240,7 @@ def check_fits(checkpoint: LoadedCheckpoint, model: nn.Module, cfg: ModelConfig,
         )
         raise CheckpointError(
             f"{path} does not fit the model: {len(wrong)} shape mismatches (checkpoint vs model: {details}); "
-            "check --model / the config"
+            "check `model` / the config"
         )
     classifier = checkpoint.text_classifier
     if classifier is not None and classifier.shape != (cfg.classifier.clip_dim, cfg.num_classes + 1):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, Union
 
 from ovformer_core.errors import OVFormerError
-from ovformer_core.io.json_input import brief
+from ovformer_core.io.json_input import brief, is_int
 
 T = TypeVar("T")
 
@@ -169,7 +169,7 @@ def _matches(value: Any, annotation: Any) -> bool:
     if annotation is bool:
         return isinstance(value, bool)
     if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_int(value)
     if annotation is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is str:

@@ -1,4 +1,8 @@
-"""Errors a user can cause (each carries one line: what is wrong, and what to do) and ``first_line`` for reasons."""
+"""Errors a user can cause (each carries one line: what is wrong, and what to do) and ``first_line`` for reasons.
+
+A message names a parameter of the library in backticks, and a value for it as ```name`='value'``
+("use `device`='cpu'"); the CLI shows the same line with its flags ("use --device cpu").
+"""
 
 from __future__ import annotations
 

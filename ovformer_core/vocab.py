@@ -38,11 +38,10 @@ from torch import Tensor
 
 from ovformer_core.errors import OutputError, VocabularyError
 from ovformer_core.io.atomic import atomic_path
-from ovformer_core.io.dataset_json import check_ids
+from ovformer_core.io.dataset_json import check_categories
 from ovformer_core.io.json_input import brief, parse_json_text, read_json
 from ovformer_core.io.paths import check_input_path, input_path_problem
 from ovformer_core.io.precomputed import first_line
-from ovformer_core.weights import ovformer_home
 
 #: Default prompt templates, each with one ``{}`` for the class name. A short ensemble in the style of
 #: CLIP's ImageNet prompts: plain, size and quality variants, and a video-frame phrasing. More
@@ -274,15 +273,8 @@ def classes_from_dataset_json(path: str | os.PathLike[str]) -> list[tuple[str, .
         VocabularyError: unreadable JSON or no usable ``categories`` list.
     """
     data = read_json(path, "dataset file", VocabularyError)
-    if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
-        raise VocabularyError(
-            f"{path} has no 'categories' list with 'id' and 'name'; pass a YouTube-VIS-style dataset JSON"
-        )
-    check_ids(data["categories"], "categories", VocabularyError, f"dataset file {path}", required=True)
-    categories = sorted(data["categories"], key=lambda category: category["id"])
-    names = [category.get("name") for category in categories]
-    if not all(isinstance(name, str) for name in names):
-        raise VocabularyError(f"{path} has a category whose name is not a string; fix the dataset file")
+    categories = check_categories(data, f"dataset file {path}", VocabularyError, need_names=True)
+    names = [category["name"] for category in sorted(categories, key=lambda category: category["id"])]
     return classes_from_names(names, source=str(path))
 
 
@@ -413,11 +405,6 @@ def read_classes(spec: str | os.PathLike[str] | Sequence[str]) -> list[tuple[str
     if path.suffix in (VOCAB_SUFFIX, TEXT_SUFFIX, JSON_SUFFIX) or isinstance(spec, os.PathLike) or looks_like_path:
         raise VocabularyError(f"vocabulary file {path} {problem} (or give class names separated by commas)")
     return classes_from_names(str(spec).split(","), source="inline vocabulary")
-
-
-def vocabulary_cache_dir(home: str | os.PathLike[str] | None = None) -> Path:
-    """Default folder for cached encodings: ``<ovformer home>/vocabularies`` (see ``weights.ovformer_home``)."""
-    return ovformer_home(home) / "vocabularies"
 
 
 def vocabulary_cache_key(clip_model_id: str, templates: Sequence[str], classes: Sequence[Sequence[str]]) -> str:

@@ -19,6 +19,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def resolve(
     home: str | os.PathLike[str] | None = None,
     allow_download: bool = True,
     progress: bool = True,
-    flag: str | None = None,
+    parameter: str | None = None,
 ) -> Path:
     """Find (or download) a weight file and return its path.
 
@@ -90,8 +91,8 @@ def resolve(
         home: cache folder; default ``ovformer_home()``.
         allow_download: False never touches the network (as ``OVFORMER_OFFLINE=1`` does).
         progress: show a progress bar on stderr while downloading.
-        flag: the command-line flag that takes an explicit path (e.g. ``--clip-weights``), quoted in
-            messages so the user knows how to point at a file they downloaded themselves.
+        parameter: the parameter that takes an explicit path (``clip_weights``; the CLI shows it as its
+            flag), named in messages so the user knows how to point at a file they downloaded themselves.
 
     Returns:
         Path of an existing file.
@@ -101,12 +102,12 @@ def resolve(
             downloaded.
         DownloadError: the download failed or its checksum is wrong.
     """
-    pass_it = f", or pass its path with {flag}" if flag else ""
+    pass_it = f", or pass its path with `{parameter}`" if parameter else ""
     if explicit_path is not None:
         path = Path(explicit_path).expanduser()
         problem = path_problem(path)
         if problem is not None:
-            via = f" (given with {flag})" if flag else ""
+            via = f" (given with `{parameter}`)" if parameter else ""
             raise WeightsNotFoundError(
                 f"{weight.name} weights not found: {path}{via} {problem}; check the path or download {weight.url}"
             )
@@ -129,8 +130,78 @@ def resolve(
     return target
 
 
-def download(weight: WeightFile, target: Path, progress: bool = True, hint: str = "") -> None:
+@dataclass(frozen=True)
+class CachedWeight:
+    """Where a weight file belongs in the cache and whether it is there.
+
+    Attributes:
+        weight: the file.
+        path: ``<cache>/<filename>``.
+        size: bytes on disk, or None when absent.
+    """
+
+    weight: WeightFile
+    path: Path
+    size: int | None
+
+
+def cache_status(files: Sequence[WeightFile], home: str | os.PathLike[str] | None = None) -> list[CachedWeight]:
+    """What the cache holds of ``files`` (nothing is read or downloaded)."""
+    folder = ovformer_home(home)
+    status = []
+    for weight in files:
+        path = folder / weight.filename
+        status.append(CachedWeight(weight, path, path.stat().st_size if path.is_file() else None))
+    return status
+
+
+def download_missing(
+    files: Sequence[WeightFile], home: str | os.PathLike[str] | None = None, progress: bool = True
+) -> Iterator[tuple[CachedWeight, str | None]]:
+    """Put every file of ``files`` into the cache, for offline use later; verified like ``resolve``'s downloads.
+
+    Yields:
+        Each file in order, with the sha256 of a new download, or None when it was cached already.
+
+    Raises:
+        DownloadError: ``$OVFORMER_OFFLINE`` forbids downloads, or a download failed (earlier ones are kept).
+    """
+    if offline():
+        raise DownloadError(f"{OFFLINE_ENV}=1 forbids downloads; unset it to download the weight files")
+    for entry in cache_status(files, home):
+        yield entry, None if entry.size is not None else download(entry.weight, entry.path, progress=progress)
+
+
+def resolve_all(
+    wanted: Sequence[tuple[WeightFile, str | os.PathLike[str] | None, str | None]],
+    home: str | os.PathLike[str] | None = None,
+    allow_download: bool = True,
+    progress: bool = True,
+) -> list[Path]:
+    """``resolve`` for several files (each: file, explicit path, parameter); every missing one is named at once.
+
+    Raises:
+        WeightsNotFoundError: one line naming each file that is missing (a download error is raised as is).
+    """
+    paths: list[Path] = []
+    missing: list[str] = []
+    for weight, explicit_path, parameter in wanted:
+        try:
+            paths.append(resolve(weight, explicit_path, home, allow_download, progress, parameter))
+        except WeightsNotFoundError as err:
+            missing.append(str(err))
+    if len(missing) == 1:
+        raise WeightsNotFoundError(missing[0])
+    if missing:
+        raise WeightsNotFoundError(f"{len(missing)} weight files are missing: " + "; and ".join(missing))
+    return paths
+
+
+def download(weight: WeightFile, target: Path, progress: bool = True, hint: str = "") -> str:
     """Download ``weight`` to ``target`` atomically, verifying its checksum and size when known.
+
+    Returns:
+        The file's sha256 hex digest (so an unpublished one can be recorded).
 
     Raises:
         DownloadError: network failure, truncated transfer, or wrong checksum / size; no file is left.
@@ -153,6 +224,7 @@ def download(weight: WeightFile, target: Path, progress: bool = True, hint: str 
         # URLError (refused, unknown host, HTTP status) and socket timeouts are OSErrors too.
         reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or err
         raise DownloadError(f"cannot download {weight.name} weights ({reason}); {manual}") from None
+    return digest
 
 
 def _stream_to(weight: WeightFile, tmp: Path, progress: bool) -> tuple[str, int]:

@@ -92,7 +92,7 @@ def test_swin_weights_into_resnet_model_name_the_backbone():
         load_weights(build_model(cfg), cfg, VIDEO_TINY / "model.pth")
     message = one_line(err)
     assert "Swin backbone weights but the model is ResNet-50" in message
-    assert "backbone.layers.0.blocks.0" in message and "--model swinb-lvvis" in message
+    assert "backbone.layers.0.blocks.0" in message and "`model`='swinb-lvvis'" in message
 
 
 def test_wrong_class_count_names_the_classifier_key():

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ovformer_core import load_model
 from ovformer_core.checkpoints import MODEL_RELEASES
 from ovformer_core.config import r50_config
 from ovformer_core.errors import OVFormerError, WeightsNotFoundError
 from ovformer_core.io.results import VideoResult
-from ovformer_core.predictor import WindowDone, segment_options_for
+from ovformer_core.predictor import SegmentProgress, segment_options_for
 from tests.cli.conftest import weights  # noqa: F401
 from tests.conftest import write_video
 from tests.io.timed_videos import cut_copy, write_timed_video
@@ -25,7 +26,10 @@ def test_offline_release_says_which_file_to_put_where(tmp_path: Path, monkeypatc
     message = str(err.value)
     assert "\n" not in message
     assert str(tmp_path / "ovformer_swinb_lvvis.pth") in message
-    assert MODEL_RELEASES["swinb-lvvis"].weights.url in message and "--weights" in message
+    assert MODEL_RELEASES["swinb-lvvis"].weights.url in message and "`weights`" in message
+    # The CLIP file is missing too: both are named at once, not one run at a time.
+    assert message.startswith("2 weight files are missing: ")
+    assert str(tmp_path / "ViT-B-32.pt") in message and "`clip_weights`" in message
 
 
 def test_unknown_model_and_device():
@@ -37,9 +41,12 @@ def test_unknown_model_and_device():
 
 def test_official_rule_follows_the_config():
     video = segment_options_for(r50_config(video=True))
-    image = segment_options_for(r50_config(num_classes=1203, video=False), top_k=10)
-    assert (video.mode, video.clip_length, video.top_k, video.min_size) == ("semi-online", 5, 50, 360)
-    assert (image.mode, image.top_k) == ("per-frame", 10)
+    image = segment_options_for(r50_config(num_classes=1203, video=False)).updated(top_k=10)
+    assert (video.mode, video.window, video.top_k, video.min_size) == ("semi-online", 5, 50, 360)
+    assert (image.mode, image.window, image.top_k) == ("per-frame", 10, 10)
+    assert video.updated(mode="offline", min_size=None) == video.updated(mode="offline")  # None keeps a field
+    with pytest.raises(OVFormerError, match="^`window` must be at least 1 frame, not 0$"):
+        video.updated(window=0)
 
 
 def test_iter_segment_reports_each_window_then_the_result(tmp_path: Path, weights, monkeypatch):  # noqa: F811
@@ -47,11 +54,27 @@ def test_iter_segment_reports_each_window_then_the_result(tmp_path: Path, weight
     predictor = load_model("r50-lvvis", weights["model"], weights["clip"], device="cpu", home=tmp_path)
     video = tmp_path / "clip.mp4"
     write_video(video, num_frames=12, height=40, width=56)
-    options = segment_options_for(predictor.cfg, min_size=64, top_k=3)
+    options = segment_options_for(predictor.cfg).updated(min_size=64, top_k=3)
     items = list(predictor.iter_segment(video, ["cat", "dog"], options=options))
-    progress, result = items[:-1], items[-1]
-    assert [p.frames_done for p in progress] == [5, 10, 12] and all(isinstance(p, WindowDone) for p in progress)
+    assert all(isinstance(item, SegmentProgress) for item in items)
+    progress, result = items[:-1], items[-1].result
+    assert [p.frames_done for p in progress] == [5, 10, 12] and all(p.result is None for p in progress)
+    assert (items[-1].frames_done, items[-1].frames_total, items[-1].frames_total_exact) == (12, 12, True)
     assert isinstance(result, VideoResult) and result.num_frames == 12 and len(result.tracks) == 3
+    # The file carries its own (tiny Swin video) config: the result names it, not the release asked for.
+    assert result.model_id == "ovformer-swin-video:tiny.pt"
+    assert all(
+        t.query_slot is not None and 0 <= t.query_slot < predictor.cfg.decoder.num_queries for t in result.tracks
+    )
+    # Offline: the same windows are read, the network runs once on the whole video.
+    offline = list(predictor.iter_segment(video, ["cat", "dog"], options=options.updated(mode="offline")))
+    assert [p.frames_done for p in offline[:-1]] == [5, 10, 12]
+    whole = offline[-1].result
+    assert whole is not None and whole.num_frames == 12 and whole.metadata["mode"] == "offline"
+    one_clip = predictor.segment(video, ["cat", "dog"], options=options.updated(window=12))
+    # (the same network input; CLIP encodes the frames in other batches, so scores agree to float rounding)
+    assert [(t.label, t.query_slot) for t in whole.tracks] == [(t.label, t.query_slot) for t in one_clip.tracks]
+    assert [t.score for t in whole.tracks] == pytest.approx([t.score for t in one_clip.tracks], abs=1e-5)
     assert [t.track_id for t in result.tracks] == [1, 2, 3]
     assert np.all(np.diff([t.score for t in result.tracks]) <= 0)  # best first
     assert {t.category_name for t in result.tracks} <= {"cat", "dog"}
@@ -68,7 +91,7 @@ def test_segment_a_cut_phone_video(tmp_path: Path, weights, monkeypatch):  # noq
     whole = tmp_path / "whole.mp4"
     write_timed_video(whole, times, height=40, width=56, display_matrix=quarter_clockwise, faststart=True, gop=4)
     cut = cut_copy(whole, tmp_path / "phone.mp4", 0.6)
-    options = segment_options_for(predictor.cfg, min_size=64, top_k=2)
+    options = segment_options_for(predictor.cfg).updated(min_size=64, top_k=2)
     result = predictor.segment(cut, ["cat"], options=options)
     assert (result.width, result.height) == (40, 56)  # display orientation
     assert result.tracks[0].mask(0).shape == (56, 40)
@@ -105,3 +128,29 @@ def test_a_vocabulary_of_other_clip_weights_is_refused(tmp_path: Path, weights, 
     assert predictor.vocabulary(tmp_path / "same.vocab").names == ("cat", "dog")
     # Encoded here: always this tower.
     assert predictor.vocabulary("cat,dog").clip_model_id == predictor.text_encoder_factory.identity
+
+
+def test_frames_in_memory_with_or_without_precomputed_embeddings(tmp_path: Path, weights, monkeypatch):  # noqa: F811
+    """No file needed: frames in memory, and CLIP embeddings computed elsewhere, give the same result."""
+    monkeypatch.setenv("OVFORMER_OFFLINE", "1")
+    predictor = load_model("r50-lvvis", weights["model"], weights["clip"], device="cpu", home=tmp_path)
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (7, 40, 56, 3), dtype=np.uint8)
+    options = segment_options_for(predictor.cfg).updated(min_size=64, top_k=3)
+    items = list(predictor.iter_segment_frames(frames, ["cat", "dog"], options=options, fps=10.0, name="mem"))
+    assert [item.frames_done for item in items] == [5, 7, 7] and items[-1].result is not None
+    result = items[-1].result
+    assert (result.video_name, result.num_frames, result.frame_size, result.fps) == ("mem", 7, (40, 56), 10.0)
+    assert result.frame_indices == list(range(7)) and result.frame_times == pytest.approx([i / 10 for i in range(7)])
+    embeds = torch.cat([predictor.frame_encoder(frames[:5]), predictor.frame_encoder(frames[5:])])
+    given = list(predictor.iter_segment_frames(frames, ["cat", "dog"], clip_embeds=embeds, options=options))[-1].result
+    assert given is not None
+    assert [(t.label, t.score, t.segmentations) for t in given.tracks] == [
+        (t.label, t.score, t.segmentations) for t in result.tracks
+    ]
+    with pytest.raises(
+        OVFormerError, match=r"^`clip_embeds` must be \[7, D\], one embedding per frame, not \[6, 512\]$"
+    ):
+        next(predictor.iter_segment_frames(frames, ["cat"], clip_embeds=embeds[:6]))
+    with pytest.raises(OVFormerError, match=r"^`frames` must be uint8 \[T, H, W, 3\] RGB"):
+        next(predictor.iter_segment_frames(frames.astype(np.float32), ["cat"]))

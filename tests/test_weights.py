@@ -104,10 +104,10 @@ def test_connection_refused(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     weight = _weight(f"http://127.0.0.1:{port}/w.pt")
     with pytest.raises(DownloadError) as info:
-        resolve(weight, home=tmp_path, progress=False, flag="--clip-weights")
+        resolve(weight, home=tmp_path, progress=False, parameter="clip_weights")
     message = str(info.value)
     assert "\n" not in message and "refused" in message.lower()
-    assert weight.url in message and str(tmp_path / "w.pt") in message and "--clip-weights" in message
+    assert weight.url in message and str(tmp_path / "w.pt") in message and "`clip_weights`" in message
     assert os.listdir(tmp_path) == []
 
 
@@ -115,10 +115,10 @@ def test_offline_never_touches_the_network(server: _Server, tmp_path: Path, monk
     monkeypatch.setenv("OVFORMER_OFFLINE", "1")
     weight = _weight(f"{server.url}/w.pt")
     with pytest.raises(WeightsNotFoundError) as info:
-        resolve(weight, home=tmp_path, flag="--clip-weights")
+        resolve(weight, home=tmp_path, parameter="clip_weights")
     message = str(info.value)
     assert "\n" not in message and "OVFORMER_OFFLINE" in message
-    assert weight.url in message and str(tmp_path / "w.pt") in message and "--clip-weights" in message
+    assert weight.url in message and str(tmp_path / "w.pt") in message and "`clip_weights`" in message
     monkeypatch.delenv("OVFORMER_OFFLINE")
     with pytest.raises(WeightsNotFoundError, match="disabled"):
         resolve(weight, home=tmp_path, allow_download=False)
@@ -134,8 +134,8 @@ def test_explicit_path_wins(server: _Server, tmp_path: Path) -> None:
     mine.write_bytes(b"weights")
     weight = _weight(f"{server.url}/w.pt")
     assert resolve(weight, explicit_path=mine, home=tmp_path / "cache") == mine
-    with pytest.raises(WeightsNotFoundError, match="--clip-weights") as info:
-        resolve(weight, explicit_path=tmp_path / "nope.pt", home=tmp_path / "cache", flag="--clip-weights")
+    with pytest.raises(WeightsNotFoundError, match="`clip_weights`") as info:
+        resolve(weight, explicit_path=tmp_path / "nope.pt", home=tmp_path / "cache", parameter="clip_weights")
     assert str(tmp_path / "nope.pt") in str(info.value)
     assert server.requests == 0 and not (tmp_path / "cache").exists()
 

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ovformer_core.eval.benchmarks import EvalParams
+from ovformer_core.eval.protocols import EvalParams
 
 # Added to the precision denominator by the official code (np.spacing(1)).
 _EPS = np.spacing(1)

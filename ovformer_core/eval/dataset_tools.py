@@ -14,7 +14,7 @@ from typing import Any
 
 from ovformer_core.config import LVIS_COMMON_BELOW, LVIS_RARE_BELOW
 from ovformer_core.errors import ResultsError
-from ovformer_core.io.dataset_json import check_ids, is_id
+from ovformer_core.io.dataset_json import check_categories, check_ids, is_id
 from ovformer_core.io.json_input import brief, read_json
 
 #: LV-VIS partitions 0/1 are base categories, 2/3 novel (evaluate/lvvis.py).
@@ -25,13 +25,10 @@ LVVIS_NOVEL_PARTITIONS = (2, 3)
 def load_dataset(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A COCO / LVIS / YouTube-VIS style dataset file with 'categories' and 'annotations'."""
     dataset = read_json(path, "dataset file", ResultsError)
-    if not isinstance(dataset, dict):
-        raise ResultsError(f"dataset file {path} must hold an object with 'categories' and 'annotations'")
-    for key in ("categories", "annotations"):
-        if not isinstance(dataset.get(key), list):
-            raise ResultsError(f"dataset file {path} has no '{key}' list; is it a COCO-style annotation file?")
     where = f"dataset file {path}"
-    check_ids(dataset["categories"], "categories", ResultsError, where, required=True)
+    check_categories(dataset, where, ResultsError, need_names=False)
+    if not isinstance(dataset.get("annotations"), list):
+        raise ResultsError(f"{where} has no 'annotations' list; is it a COCO-style annotation file?")
     check_ids(dataset["annotations"], "annotations", ResultsError, where, required=False)
     for section in ("videos", "images"):
         if isinstance(dataset.get(section), list):
@@ -153,9 +150,7 @@ def split_results_by_partition(
         dataset = read_json(gt, "ground truth file", ResultsError)
     else:
         dataset = gt
-    if not isinstance(dataset, Mapping) or not isinstance(dataset.get("categories"), list):
-        raise ResultsError("ground truth has no 'categories' list")
-    check_ids(dataset["categories"], "categories", ResultsError, "ground truth", required=True)
+    check_categories(dataset, "ground truth", ResultsError, need_names=False)
     partition = _category_field(dataset, "partition", "split results into base and novel")
     base: list[Any] = []
     novel: list[Any] = []

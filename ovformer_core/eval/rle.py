@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ovformer_core.io.json_input import brief
-from ovformer_core.io.rle import polygon_problem
+from ovformer_core.io.rle import polygon_problem, segmentation_rle_problem
 
 #: A COCO run-length encoding: ``{"size": [height, width], "counts": str or bytes}`` (compressed).
 Rle = dict[str, Any]
@@ -47,34 +46,13 @@ def normalise_segmentation(seg: Any, height: int, width: int, allow_polygons: bo
         return mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
     if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
         raise SegmentationError("is not an RLE (a dict with 'size' and 'counts')")
-    size = seg["size"]
-    if (
-        not isinstance(size, (list, tuple))
-        or len(size) != 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
-    ):
-        raise SegmentationError(f"has a bad RLE 'size' {brief(size)}; expected [height, width]")
-    if size[0] != height or size[1] != width:
-        raise SegmentationError(
-            f"has mask size {size[0]}x{size[1]} but the video is {height}x{width}; masks must have the video's size"
-        )
+    problem = segmentation_rle_problem(seg, height, width)
+    if problem is not None:
+        raise SegmentationError(problem)
     counts = seg["counts"]
-    if isinstance(counts, str):
-        try:
-            counts = counts.encode("ascii")
-        except UnicodeEncodeError:
-            raise SegmentationError("has a bad RLE: 'counts' is not ASCII") from None
-    if isinstance(counts, bytes):
-        if not counts and height * width:
-            raise SegmentationError("has a bad RLE: 'counts' is empty")
-        return {"size": [height, width], "counts": counts}
     if isinstance(counts, list):
-        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-            raise SegmentationError("has a bad uncompressed RLE: counts must be non-negative integers")
-        if sum(counts) != height * width:
-            raise SegmentationError(f"has a bad uncompressed RLE: runs add up to {sum(counts)}, not {height}x{width}")
         return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    raise SegmentationError(f"has a bad RLE: 'counts' is a {type(counts).__name__}")
+    return {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 
 def normalise_track(segs: list[Any], height: int, width: int, allow_polygons: bool) -> tuple[list[Rle], list[int]]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ovformer_core.eval.accumulate import Accumulated
-from ovformer_core.eval.benchmarks import STAT_NAMES, EvalParams
+from ovformer_core.eval.protocols import STAT_NAMES, EvalParams
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import numpy as np
 
 from ovformer_core.errors import ResultsError
 from ovformer_core.eval.accumulate import MatchedDetections, accumulate
-from ovformer_core.eval.benchmarks import BenchmarkRules, EvalParams, rules_for
 from ovformer_core.eval.ground_truth import GroundTruth, load_ground_truth
 from ovformer_core.eval.matching import greedy_match
+from ovformer_core.eval.protocols import BenchmarkRules, EvalParams, rules_for
 from ovformer_core.eval.results_check import Detections, check_results, load_results
 from ovformer_core.eval.summary import EvalResult, summary_stats
 from ovformer_core.eval.video_iou import block_ious

@@ -61,29 +61,3 @@ def masks_to_original(mask_logits: Tensor, info: PreprocessInfo) -> Tensor:
             x = F.interpolate(x, size=info.original_size, mode="bilinear", align_corners=False)
         out.append(x > 0)
     return torch.cat(out, 0)
-
-
-def image_instances(
-    class_logits: Tensor, object_logits: Tensor, mask_logits: Tensor, info: PreprocessInfo, top_k: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The image model's instance rule (one image, LVIS checkpoints).
-
-    Top-k (query, class) pairs by class score; masks at the original size; final score = class
-    score x mask score, the mean sigmoid over the mask's pixels at the original size.
-
-    Args:
-        class_logits: ``[Q, C + 1]``; object_logits ``[Q, 2]``; mask_logits ``[Q, h, w]``.
-
-    Returns:
-        (scores ``[k]``, labels ``[k]``, query indices ``[k]``, bool masks ``[k, H, W]``, class scores ``[k]``).
-    """
-    class_scores, labels, slots = top_k_pairs(pair_scores(class_logits, object_logits), top_k)
-    rh, rw = info.resized_size
-    logits = F.interpolate(mask_logits[None].float(), size=info.padded_size, mode="bilinear", align_corners=False)
-    logits = logits[:, :, :rh, :rw]
-    if (rh, rw) != info.original_size:
-        logits = F.interpolate(logits, size=info.original_size, mode="bilinear", align_corners=False)
-    logits = logits[0][slots]
-    masks = logits > 0
-    mask_scores = (logits.sigmoid() * masks).flatten(1).sum(1) / (masks.flatten(1).sum(1) + 1e-6)
-    return class_scores * mask_scores, labels, slots, masks, class_scores

@@ -2,9 +2,10 @@
 
 Two official inference rules share this loop:
 
-- ``semi-online`` (VideoOVFormer, the LV-VIS checkpoints): clips of ``clip_length`` frames run as
+- ``semi-online`` (VideoOVFormer, the LV-VIS checkpoints): clips of ``window`` frames run as
   one video clip each; consecutive clips are associated by Hungarian matching on the query
-  embeddings (the reference is the previous clip's permuted embeddings).
+  embeddings (the reference is the previous clip's permuted embeddings). ``offline`` is the same
+  network on the whole video as one clip (the caller gives all frames in one window).
 - ``per-frame`` (OVFormerVideo, the zero-shot path of the LVIS checkpoints): every frame is an
   independent image; frames are associated against a momentum memory of embeddings; at the end
   frames whose own score is below ``frame_score_ratio`` x the track score are blanked and the
@@ -17,8 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ovformer_core.config import ModelConfig
+from ovformer_core.errors import OVFormerError
 from ovformer_core.inference.mask_store import MaskStore
 from ovformer_core.inference.postprocess import masks_to_original, pair_scores, top_k_pairs
 from ovformer_core.inference.precision import Precision, autocast_dtype, resolve_precision
@@ -41,15 +42,19 @@ STATS_FRAMES_PER_READ = 32
 BLANK_LOGIT = -1.0
 
 
+Mode = Literal["semi-online", "offline", "per-frame"]
+
+
 @dataclass(frozen=True)
 class SegmentOptions:
     """How a video is run through the network.
 
     Attributes:
-        mode: "semi-online" (video checkpoints) or "per-frame" (image checkpoints, zero-shot).
-        clip_length: frames per clip in semi-online mode (official: 5).
-        frame_batch: frames per forward pass in per-frame mode (changes results only in the last float
-            bits: a matmul's rounding depends on its row count).
+        mode: "semi-online" (video checkpoints), "offline" (the whole video as one clip) or
+            "per-frame" (image checkpoints, zero-shot).
+        window: frames per clip in semi-online mode (official: 5); frames per forward pass in per-frame
+            mode (changes results only in the last float bits: a matmul's rounding depends on its row
+            count); frames decoded at a time in offline mode (the clip is the whole video).
         top_k: candidates kept (official: 50 for LV-VIS, 10 YouTube-VIS, 20 OVIS).
         score_threshold: candidates scoring below are not reported.
         frame_score_ratio: per-frame blanking ratio of the per-frame mode (official: 0.1).
@@ -59,15 +64,41 @@ class SegmentOptions:
             fastest one that passes the accuracy guard on the model's device (see ``inference.precision``).
     """
 
-    mode: Literal["semi-online", "per-frame"] = "semi-online"
-    clip_length: int = 5
-    frame_batch: int = 10
+    mode: Mode = "semi-online"
+    window: int = 5
     top_k: int = 50
     score_threshold: float = 0.0
     frame_score_ratio: float = 0.1
     min_size: int | None = 360
     max_size: int = 1333
     precision: Precision = "auto"
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise OVFormerError(f"`window` must be at least 1 frame, not {self.window}")
+        if self.top_k < 1:
+            raise OVFormerError(f"`top_k` must be at least 1, not {self.top_k}")
+
+    def updated(
+        self,
+        *,
+        mode: Mode | None = None,
+        window: int | None = None,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+        min_size: int | None = None,
+        precision: Precision | None = None,
+    ) -> SegmentOptions:
+        """A copy with the given fields changed; None keeps a field (``dataclasses.replace`` sets one to None)."""
+        return replace(
+            self,
+            mode=self.mode if mode is None else mode,
+            window=self.window if window is None else window,
+            top_k=self.top_k if top_k is None else top_k,
+            score_threshold=self.score_threshold if score_threshold is None else score_threshold,
+            min_size=self.min_size if min_size is None else min_size,
+            precision=self.precision if precision is None else precision,
+        )
 
 
 @dataclass
@@ -138,12 +169,10 @@ class StreamingSegmenter:
         self.options = options
         self.device = model.device
         self.text_classifier = text_classifier.to(self.device, torch.float32)
-        self.tracks = QueryTracks(reference_update="last" if options.mode == "semi-online" else "momentum")
+        self.tracks = QueryTracks(reference_update="momentum" if options.mode == "per-frame" else "last")
         self.store: MaskStore | None = None
         self.stats = _FrameStats() if options.mode == "per-frame" else None
         self.info: PreprocessInfo | None = None
-        self.raw_outputs: list[WindowOutput] = []
-        self.keep_raw_outputs = False
 
     # -- per window -------------------------------------------------------------------------
     def add_window(self, frames: np.ndarray, clip_embeds: Tensor | np.ndarray) -> None:
@@ -151,7 +180,8 @@ class StreamingSegmenter:
 
         Args:
             frames: uint8 ``[T, H, W, 3]`` RGB at the original size. In semi-online mode a window is
-                one clip: pass ``clip_length`` frames (the last window may be shorter).
+                one clip: pass ``window`` frames (the last window may be shorter); in offline mode, the
+                whole video.
             clip_embeds: ``[T, 512]`` CLIP image embeddings of these frames.
         """
         clip_embeds = torch.as_tensor(clip_embeds, dtype=torch.float32)
@@ -159,12 +189,12 @@ class StreamingSegmenter:
             raise ValueError(f"{frames.shape[0]} frames but {clip_embeds.shape[0]} CLIP embeddings")
         pixels, info = self._preprocess(frames)
         clip_embeds = clip_embeds.to(self.device)
-        if self.options.mode == "semi-online":
+        if self.options.mode != "per-frame":
             out = self._forward(pixels[None], clip_embeds[None])
             self._add_clip(out.query_embeds[0], out.class_logits[0], out.object_logits[0], out.mask_logits[0], info)
         else:
-            for start in range(0, pixels.shape[0], self.options.frame_batch):
-                stop = start + self.options.frame_batch
+            for start in range(0, pixels.shape[0], self.options.window):
+                stop = start + self.options.window
                 out = self._forward(pixels[start:stop, None], clip_embeds[start:stop, None])
                 for i in range(out.class_logits.shape[0]):
                     self._add_clip(
@@ -201,10 +231,7 @@ class StreamingSegmenter:
     @torch.inference_mode()
     def _forward(self, pixels: Tensor, clip_embeds: Tensor) -> WindowOutput:
         with self._autocast():
-            out = self.model(pixels, clip_embeds, self.text_classifier)
-        if self.keep_raw_outputs:
-            self.raw_outputs.append(out)
-        return out
+            return self.model(pixels, clip_embeds, self.text_classifier)
 
     @torch.inference_mode()
     def _add_clip(
@@ -260,9 +287,3 @@ class StreamingSegmenter:
             self.store.close()
         if self.stats is not None:
             self.stats.close()
-
-
-def iter_windows(frames: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, frames[start:start+size]) over an in-memory array; handy for tests and small inputs."""
-    for start in range(0, frames.shape[0], size):
-        yield start, frames[start : start + size]

@@ -133,7 +133,7 @@ def _frame_step(frame_indices: Sequence[int], video_name: str) -> int:
     if len(steps) > 1:
         raise OutputError(
             f"{video_name}: frames {list(frame_indices[:4])}... are not evenly spaced, and a CVAT task has one "
-            "frame step; segment with a constant --stride"
+            "frame step; segment with a constant `stride`"
         )
     return steps.pop() if steps else 1
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numbers
 import os
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from ovformer_core.errors import OVFormerError
@@ -94,6 +95,34 @@ def check_ids(records: list[Any], section: str, error: type[OVFormerError], wher
                 f"and {section}[{i}]); ids must be unique",
             )
         first_at[record_id] = i
+
+
+def check_categories(data: Any, where: str, error: type[OVFormerError], *, need_names: bool) -> list[dict[str, Any]]:
+    """The ``categories`` list of a dataset file (any COCO / LVIS / YouTube-VIS style), checked.
+
+    For readers that need only the categories (a vocabulary, a split by partition); ``check_dataset``
+    checks a whole file.
+
+    Returns:
+        The category records, each an object with a unique integer ``id`` (and a string ``name`` when
+        ``need_names``).
+
+    Raises:
+        error: ``"<where> has no 'categories' list ..."`` or ``"<where>: categories[i] ..."``.
+    """
+    if not isinstance(data, Mapping) or not isinstance(data.get("categories"), list):
+        raise error(f"{where} has no 'categories' list with 'id' and 'name'; give a COCO/YouTube-VIS-style dataset")
+    categories: list[dict[str, Any]] = data["categories"]
+    check_ids(categories, "categories", error, where, required=True)
+    if need_names:
+        _check_category_names(categories, error, where)
+    return categories
+
+
+def _check_category_names(categories: list[dict[str, Any]], error: type[OVFormerError], where: str) -> None:
+    for i, category in enumerate(categories):
+        if not isinstance(category.get("name"), str):
+            raise _fail(error, where, f"categories[{i}] (id {category['id']}) needs a string 'name'")
 
 
 def _check_video(
@@ -202,9 +231,7 @@ def check_dataset(
         raise _fail(error, where, "'categories' is empty; list the categories with 'id' and 'name'")
     check_ids(categories, "categories", error, where, required=True)
     if need_category_names:
-        for i, category in enumerate(categories):
-            if not isinstance(category.get("name"), str):
-                raise _fail(error, where, f"categories[{i}] (id {category['id']}) needs a string 'name'")
+        _check_category_names(categories, error, where)
     if need_annotations or "annotations" in data:
         annotations = _require_list(data, "annotations", error, where)
         check_ids(annotations, "annotations", error, where, required=False)

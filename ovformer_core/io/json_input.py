@@ -26,7 +26,7 @@ import reprlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 from ovformer_core.errors import OVFormerError
 from ovformer_core.io.paths import check_input_path
@@ -52,6 +52,11 @@ def brief(value: Any) -> str:
     could be megabytes long or exceed the recursion limit).
     """
     return _brief.repr(value)
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """True for a JSON integer (a Python ``int``, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def finite_float(value: Any) -> float | None:

@@ -32,7 +32,7 @@ from ovformer_core.errors import ResultsError
 from ovformer_core.io.atomic import write_text_atomic
 from ovformer_core.io.dataset_json import MAX_ID, MAX_VIDEO_FRAMES, check_ids
 from ovformer_core.io.decode_report import DecodeReport
-from ovformer_core.io.json_input import brief, finite_float, read_json
+from ovformer_core.io.json_input import brief, finite_float, is_int, read_json
 from ovformer_core.io.rle import Rle, decode_rle, encode_rles, first_bad_rle, frame_size_problem, rle_area, rle_bbox
 
 #: ``format`` value of the full ovformer result file, and its schema version.
@@ -52,6 +52,8 @@ class Track:
         score: confidence in [0, 1].
         segmentations: per processed frame, a compressed RLE (``{"size": [h, w], "counts": str}``),
             possibly of an empty mask, or ``None`` where the object is absent.
+        query_slot: the decoder query that followed the object (set by the predictor; not saved in
+            result files, so None for a track read from one).
     """
 
     track_id: int
@@ -60,6 +62,7 @@ class Track:
     category_id: int
     score: float
     segmentations: list[Rle | None] = field(repr=False)
+    query_slot: int | None = field(default=None, compare=False)
 
     @classmethod
     def from_masks(
@@ -306,7 +309,7 @@ def _text(data: dict[str, Any], key: str, where: str) -> str:
 
 def _integer(data: dict[str, Any], key: str, where: str, low: int, high: int) -> int:
     value = _get(data, key, where)
-    if not (isinstance(value, int) and not isinstance(value, bool)):
+    if not is_int(value):
         raise _fail(where, f"'{key}' has the wrong type ({type(value).__name__}), not an integer")
     if not low <= value <= high:
         raise _fail(where, f"'{key}' is {brief(value)}, outside [{low}, {high}]")

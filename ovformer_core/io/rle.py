@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ovformer_core.io.json_input import brief
+from ovformer_core.io.json_input import brief, is_int
 
 Rle = dict[str, Any]
 
@@ -383,6 +383,35 @@ def polygon_problem(polygons: object, height: int, width: int) -> str | None:
     return None
 
 
+def segmentation_rle_problem(seg: dict[str, Any], height: int, width: int) -> str | None:
+    """Why an RLE-shaped segmentation (an object with ``size`` and ``counts``) is not a ``height`` x ``width``
+    mask, or None; the one structural check of RLE segmentations read from dataset and result files.
+
+    Accepted: compressed counts (a non-empty ASCII string or bytes; their runs are left to ``scan_rles``,
+    which checks many at once) and uncompressed counts (non-negative integer run lengths adding up to
+    ``height * width``). The answer completes "segmentation ...".
+    """
+    size = seg.get("size")
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(is_int(v) for v in size):
+        return f"has a bad RLE 'size' {brief(size)}, not [height, width]"
+    if size[0] != height or size[1] != width:
+        return f"has mask size {size[0]}x{size[1]}, which differs from the frame size {height}x{width}"
+    counts = seg.get("counts")
+    if isinstance(counts, (str, bytes)):
+        if not counts.isascii():
+            return "has a bad RLE: 'counts' is not ASCII"
+        if not counts and height * width:
+            return "has a bad RLE: 'counts' is empty"
+        return None
+    if isinstance(counts, list):
+        if not all(is_int(c) and c >= 0 for c in counts):
+            return "has a bad uncompressed RLE: counts must be non-negative integers"
+        if sum(counts) != height * width:
+            return f"has a bad uncompressed RLE: runs add up to {sum(counts)}, not {height}x{width}"
+        return None
+    return f"has a bad RLE: 'counts' is a {type(counts).__name__}, not a string or a list of run lengths"
+
+
 def rle_problem(value: object, height: int, width: int) -> str | None:
     """Why ``value`` is not a compressed RLE of a ``height`` x ``width`` mask, or None.
 
@@ -391,7 +420,7 @@ def rle_problem(value: object, height: int, width: int) -> str | None:
     if not isinstance(value, dict) or not isinstance(value.get("counts"), str):
         return "is not a compressed RLE ({size, counts} with string counts)"
     size = value.get("size")
-    if size != [height, width] or not all(isinstance(v, int) and not isinstance(v, bool) for v in size):
+    if size != [height, width] or not all(is_int(v) for v in size):
         return f"has size {brief(size)}, not [{height}, {width}]"
     problem = first_bad_rle([value["counts"]], height * width)
     return None if problem is None else f"has a bad RLE: {problem.reason}"

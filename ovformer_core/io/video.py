@@ -418,7 +418,7 @@ def open_frame_list(
         raise VideoError(f"video {name} lists no frames; check the dataset file")
     missing = next((p for p in paths if not p.is_file()), None)
     if missing is not None:
-        raise VideoError(f"frame {missing} of video {name} does not exist; check --frames-root")
+        raise VideoError(f"frame {missing} of video {name} does not exist; check `frames_root`")
     opts = options if options is not None else ReadOptions()
     info = _probe_images(paths[0].parent, "frames", name, paths, opts.folder_fps)
     return VideoSource(info=info, options=opts, _images=paths)

@@ -29,22 +29,6 @@ RESNET50_CHANNELS = {"res2": 256, "res3": 512, "res4": 1024, "res5": 2048}
 #: timm ``features_only`` indices of layer1..layer4 (index 0 is the stem activation).
 RESNET_OUT_INDICES = (1, 2, 3, 4)
 
-#: State-dict suffix that official ResNet checkpoints may carry under ``backbone.`` and that we drop.
-#: detectron2's FrozenBatchNorm2d gained a persistent ``num_batches_tracked`` int64 scalar in May 2023
-#: (53 in an R50 checkpoint); older checkpoints lack it. It never affects a frozen BN, so our frozen BN
-#: (torchvision's, via timm) has no such entry and silently discards it when loading.
-DROPPED_BACKBONE_KEY_SUFFIX = "num_batches_tracked"
-
-
-def is_dropped_backbone_key(name: str) -> bool:
-    """True for a backbone state-dict entry that is ignored on load (a frozen BN's batch counter).
-
-    Args:
-        name: Key relative to the backbone (``base.bn1.num_batches_tracked``) or with the official
-            ``backbone.`` prefix; either form works.
-    """
-    return name.endswith("." + DROPPED_BACKBONE_KEY_SUFFIX)
-
 
 class ResNet50Backbone(nn.Module):
     """timm ResNet-50 with frozen BatchNorm; returns res2..res5 at strides 4/8/16/32.

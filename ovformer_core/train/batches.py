@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from ovformer_core.model.preprocess import normalize_and_pad
 from ovformer_core.train.augment import augment_image_clip, augment_video_clip
 from ovformer_core.train.config import DataConfig
-from ovformer_core.train.data import TrainDataset, load_clip, sample_clip_frames
+from ovformer_core.train.data import TrainDataset, read_video_clip, sample_clip_frames
 from ovformer_core.train.matcher import VideoTarget
 from ovformer_core.train.sampler import SampleStream
 
@@ -133,7 +133,7 @@ class ClipSamples(Dataset[TrainSample]):
         video = self.dataset.videos[ref.item]
         num_frames = 1 if self.dataset.is_image else self.cfg.num_frames
         frame_idx = sample_clip_frames(len(video.file_names), num_frames, self.cfg.frame_range, rng)
-        clip = load_clip(video, frame_idx)
+        clip = read_video_clip(video, frame_idx)
         if self.dataset.is_image:
             clip = augment_image_clip(clip, self.cfg.image_augment, rng)
         else:

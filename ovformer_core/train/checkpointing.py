@@ -171,7 +171,7 @@ def load_init_weights(model: nn.Module, spec: str, home: str | os.PathLike[str] 
         CheckpointError: unreadable, or keys/shapes that do not fit (listed).
     """
     if spec in MODEL_RELEASES:
-        path = resolve(MODEL_RELEASES[spec].weights, home=home, flag="run.init_weights")
+        path = resolve(MODEL_RELEASES[spec].weights, home=home, parameter="run.init_weights")
     else:
         path = Path(spec)
     checkpoint = read_checkpoint(path)

@@ -30,7 +30,7 @@ from ovformer_core.errors import TrainingError
 from ovformer_core.io.dataset_json import check_dataset, file_name_problem, is_id
 from ovformer_core.io.json_input import brief, read_json
 from ovformer_core.io.results import RESULT_FORMAT
-from ovformer_core.io.rle import decode_rle, first_bad_rle, polygon_problem, rle_problem
+from ovformer_core.io.rle import decode_rle, first_bad_rle, polygon_problem, rle_problem, segmentation_rle_problem
 
 #: One frame's mask: COCO polygons, or an RLE (compressed ``str`` counts or uncompressed ``list`` counts).
 Segmentation = list[list[float]] | dict[str, Any]
@@ -111,10 +111,6 @@ class Clip:
     file_names: tuple[str, ...]
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _field(record: Any, key: str, where: str) -> Any:
     if not isinstance(record, dict):
         raise TrainingError(f"{where} is not a JSON object; fix the annotation file")
@@ -142,23 +138,10 @@ def _check_segmentation(seg: Any, height: int, width: int, where: str) -> Segmen
         return polygons or None
     if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
         raise TrainingError(f"{where}: segmentation is neither a polygon list nor an RLE with 'size' and 'counts'")
-    size = seg["size"]
-    if not isinstance(size, list) or len(size) != 2 or not all(_is_int(v) for v in size):
-        raise TrainingError(f"{where}: RLE 'size' {brief(size)} must be [height, width]; fix the annotation")
-    if size != [height, width]:
-        raise TrainingError(
-            f"{where}: RLE size {size[0]}x{size[1]} differs from the frame size {height}x{width}; fix the annotation"
-        )
-    counts = seg["counts"]
-    if isinstance(counts, str):
-        return seg  # checked with all the others at once (``_check_compressed_masks``)
-    if isinstance(counts, list):
-        if not all(_is_int(c) and c >= 0 for c in counts) or sum(counts) != height * width:
-            raise TrainingError(
-                f"{where}: uncompressed RLE counts must be non-negative run lengths adding up to {height}x{width}"
-            )
-        return seg
-    raise TrainingError(f"{where}: RLE 'counts' must be a string or a list of run lengths")
+    problem = segmentation_rle_problem(seg, height, width)
+    if problem is not None:
+        raise TrainingError(f"{where}: the segmentation {problem}; fix the annotation")
+    return seg  # compressed counts are checked with all the others at once (``_check_compressed_masks``)
 
 
 def _read_categories(data: dict[str, Any]) -> tuple[tuple[int, ...], tuple[str, ...]]:
@@ -445,7 +428,7 @@ def decode_segmentation(seg: Segmentation, height: int, width: int) -> np.ndarra
     return decode_rle(seg)
 
 
-def load_clip(video: TrainVideo, frame_idx: Sequence[int]) -> Clip:
+def read_video_clip(video: TrainVideo, frame_idx: Sequence[int]) -> Clip:
     """Read the frames and masks of one clip.
 
     Instances keep their order in the video; those without a pixel in any selected frame are dropped,

@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from ovformer_core.checkpoints import save_checkpoint
+from ovformer_core.devices import ProcessGroup, choose_device, process_group
 from ovformer_core.errors import TrainingError
 from ovformer_core.io.atomic import write_text_atomic
 from ovformer_core.io.precomputed import load_text_classifier_npy
@@ -73,28 +74,6 @@ from ovformer_core.weights import resolve
 
 #: The four loss terms logged per iteration (final head; auxiliary heads are in ``loss``).
 LOGGED_TERMS = ("loss_ce", "loss_object_ce", "loss_mask", "loss_dice")
-
-
-@dataclass(frozen=True)
-class ProcessGroup:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> ProcessGroup:
-        """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as set by torchrun."""
-        return cls(
-            rank=int(os.environ.get("RANK", 0)),
-            world_size=int(os.environ.get("WORLD_SIZE", 1)),
-            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-        )
 
 
 @dataclass(frozen=True)
@@ -179,20 +158,17 @@ class Trainer:
     # ----- set-up -------------------------------------------------------------------------------------------
 
     def _pick_device(self) -> torch.device:
-        name = self.cfg.run.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(name)
+        device = choose_device(self.cfg.run.device or None, self.group.local_rank, "run.device", TrainingError)
         if device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise TrainingError("CUDA is not available on this machine; set run.device to cpu")
-            if device.index is None:
-                device = torch.device("cuda", self.group.local_rank)
             torch.cuda.set_device(device)
         return device
 
     def _clip(self) -> ClipEncoders:
         """The CLIP ViT-B/32 towers (loaded once, only when something needs them)."""
         if self._clip_encoders is None:
-            path = resolve(OPENAI_VIT_B_32, self.cfg.run.clip_weights or None, home=self.home, flag="run.clip_weights")
+            path = resolve(
+                OPENAI_VIT_B_32, self.cfg.run.clip_weights or None, home=self.home, parameter="run.clip_weights"
+            )
             self._clip_encoders = load_clip_encoders(path, self.device)
         return self._clip_encoders
 
@@ -251,14 +227,8 @@ class Trainer:
 
     def run(self) -> TrainOutcome:
         """Train until ``optim.max_iter`` or SIGTERM; see ``TrainOutcome``."""
-        distributed = self.group.world_size > 1
-        if distributed and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        try:
+        with process_group(self.group, self.device):
             return self._run()
-        finally:
-            if distributed and dist.is_initialized():
-                dist.destroy_process_group()
 
     def _all_sum(self, values: list[float]) -> list[float]:
         if self.group.world_size == 1:
@@ -277,7 +247,7 @@ class Trainer:
         checkpoint = latest_checkpoint(self.output_dir)
         if checkpoint is not None and not self.resume:
             raise TrainingError(
-                f"{self.output_dir} already holds a run; pass --resume to continue it or set another run.output_dir"
+                f"{self.output_dir} already holds a run; pass `resume` to continue it or set another run.output_dir"
             )
         dataset = read_train_dataset(cfg.data.train_json, cfg.data.train_root, cfg.data.filter_empty)
         if not dataset.videos:

@@ -19,6 +19,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from ovformer_core.inference.postprocess import pair_scores
 from ovformer_core.train.point_sampling import point_sample
 
 
@@ -69,10 +70,7 @@ def class_cost(class_logits: Tensor, object_logits: Tensor, labels: Tensor) -> T
     Returns:
         ``[Q, N]`` cost ``-sqrt(sigmoid(class) * p_object)`` at each target's label.
     """
-    class_prob = class_logits[:, :-1].sigmoid()
-    object_prob = object_logits.softmax(-1)[:, 0:1]
-    joint_prob = (class_prob * object_prob).sqrt()
-    return -joint_prob[:, labels]
+    return -pair_scores(class_logits, object_logits)[:, labels]
 
 
 def pairwise_sigmoid_ce(point_logits: Tensor, point_labels: Tensor) -> Tensor:

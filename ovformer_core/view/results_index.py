@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ovformer_core.errors import ResultsError
+from ovformer_core.io.json_input import is_int
 from ovformer_core.io.outputs import is_reviewed_path, reviewed_original, reviewed_path
 from ovformer_core.io.results import RESULT_VERSION, VideoResult, load_results
 from ovformer_core.view.masks import track_presence
@@ -129,7 +130,7 @@ def review_state_of(result: VideoResult) -> ReviewState:
     edits = review.get("edits")
     return ReviewState(
         reviewed=True,
-        revision=revision if isinstance(revision, int) and not isinstance(revision, bool) else 1,
+        revision=revision if is_int(revision) else 1,
         time=review.get("time") if isinstance(review.get("time"), str) else None,
         edits=edits if isinstance(edits, list) else [],
     )

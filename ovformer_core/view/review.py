@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pycocotools import mask as mask_utils
 
 from ovformer_core.errors import ResultsError, ReviewError
+from ovformer_core.io.json_input import is_int
 from ovformer_core.io.outputs import reviewed_path
 from ovformer_core.io.results import Track, VideoResult, load_results, write_result_json
 from ovformer_core.io.rle import Rle
@@ -184,7 +185,7 @@ def _revision_of(result: VideoResult) -> int:
     if not isinstance(review, dict) or not review.get("reviewed"):
         return 0
     revision = review.get("revision")
-    return revision if isinstance(revision, int) and not isinstance(revision, bool) else 1
+    return revision if is_int(revision) else 1
 
 
 @dataclass(frozen=True)

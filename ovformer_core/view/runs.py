@@ -238,10 +238,10 @@ def segment_job(holder: ModelHolder, min_size: int | None) -> Callable[[RunJob],
 
     def run(job: RunJob) -> VideoResult:
         from ovformer_core.io.video import open_source
-        from ovformer_core.predictor import WindowDone, segment_options_for
+        from ovformer_core.predictor import segment_options_for
 
         predictor = holder.get(job.model)
-        options = segment_options_for(predictor.cfg, score_threshold=job.threshold, min_size=min_size)
+        options = segment_options_for(predictor.cfg).updated(score_threshold=job.threshold, min_size=min_size)
         source = open_source(job.video)
         job.frames_total = source.estimated_output_frames
         result: VideoResult | None = None
@@ -249,14 +249,14 @@ def segment_job(holder: ModelHolder, min_size: int | None) -> Callable[[RunJob],
         items = predictor.iter_segment(source, job.classes, options=options)
         try:
             for item in items:
-                if isinstance(item, WindowDone):
-                    job.frames_done = item.frames_done
-                    job.windows += 1
-                    job.seconds = time.perf_counter() - started
-                    if job.cancel.is_set():
-                        raise OVFormerError("cancelled: the server is stopping")
-                else:
-                    result = item
+                if item.result is not None:
+                    result = item.result
+                    break
+                job.frames_done = item.frames_done
+                job.windows += 1
+                job.seconds = time.perf_counter() - started
+                if job.cancel.is_set():
+                    raise OVFormerError("cancelled: the server is stopping")
         finally:
             items.close()
         assert result is not None

@@ -27,11 +27,11 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as err:
         sock.close()
         if err.errno == errno.EADDRINUSE:
-            raise OVFormerError(f"port {port} is in use; pass another with --port (0 picks a free one)") from None
-        raise OVFormerError(f"cannot listen on {host}:{port} ({err.strerror or err}); check --host") from None
+            raise OVFormerError(f"port {port} is in use; pass another with `port` (0 picks a free one)") from None
+        raise OVFormerError(f"cannot listen on {host}:{port} ({err.strerror or err}); check `host`") from None
     except (socket.gaierror, OverflowError) as err:
         sock.close()
-        raise OVFormerError(f"cannot listen on {host}:{port} ({err}); check --host and --port") from None
+        raise OVFormerError(f"cannot listen on {host}:{port} ({err}); check `host` and `port`") from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock

@@ -285,3 +285,26 @@ def test_links_that_lead_nowhere_are_named_as_such(tmp_path: Path, weights):
         f"{loop} is a symbolic link loop (or goes through one); fix the link",
         f"{broken} is a broken symbolic link (to {tmp_path / 'moved-away.mp4'}, which does not exist); fix the link",
     ]
+
+
+@pytest.mark.parametrize(("rank", "expected"), [(0, ["a.mp4", "c.mp4"]), (1, ["b.mp4"])])
+def test_under_torchrun_each_rank_takes_its_share_of_the_inputs(
+    tmp_path: Path, weights, monkeypatch: pytest.MonkeyPatch, rank: int, expected: list[str]
+):
+    """RANK / WORLD_SIZE as torchrun sets them: rank r of 2 handles inputs r, r + 2, ... (here all done
+    already, so --skip-existing shows the share without running the model)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a", "b", "c"):
+        write_video(tmp_path / f"{name}.mp4", num_frames=2)
+        (out / f"{name}.json").write_text("{}")
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    inputs = [str(tmp_path / f"{name}.mp4") for name in ("a", "b", "c")]
+    done = runner.invoke(
+        app, segment_args(weights, *inputs, "-o", str(out), "--skip-existing", "--json", "--device", "cpu")
+    )
+    assert done.exit_code == 0, done.output
+    summary = summary_of(done.stdout)
+    assert [Path(p).name for p in summary["skipped"]] == expected and summary["failed"] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ovformer_core.eval.accumulate import _envelope_at, _tp_count_for_recall
-from ovformer_core.eval.benchmarks import EvalParams
+from ovformer_core.eval.protocols import EvalParams
 
 
 def test_tp_count_for_recall_equals_searchsorted() -> None:

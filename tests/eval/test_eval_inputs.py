@@ -54,7 +54,7 @@ BAD_RESULTS = {
     "segmentations not a list": (_set(0, "segmentations", "abc"), ["results entry 0", "a str", "3 frames"]),
     "wrong mask size": (
         _frame(1, 0, {"size": [10, 10], "counts": "PP3"}),
-        ["results entry 1", "frame 0", "mask size 10x10", "video is 20x30"],
+        ["results entry 1", "frame 0", "mask size 10x10", "differs from the frame size 20x30"],
     ),
     "bad RLE characters": (
         _frame(0, 2, {"size": [20, 30], "counts": "12~~ab"}),

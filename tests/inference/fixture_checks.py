@@ -119,7 +119,7 @@ def check_video_tiny_final(device: torch.device, precision: ResolvedPrecision) -
 
 def check_zeroshot_final(device: torch.device, precision: ResolvedPrecision) -> dict:
     """The per-frame (zero-shot) final result of zeroshot_video_tiny, results keyed by (rank, label)."""
-    options = SegmentOptions(mode="per-frame", top_k=10, min_size=None, frame_batch=3, precision=precision)
+    options = SegmentOptions(mode="per-frame", top_k=10, min_size=None, window=3, precision=precision)
     results = sorted(_segment(False, device, options, window=4), key=lambda r: -r.score)
     final = np.load(ZEROSHOT_TINY / "final.npz")
     order = np.argsort(-final["scores"], kind="stable")

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from pycocotools import mask as mask_utils
 
 import ovformer_core.inference.segment as segment_module
 from ovformer_core.checkpoints import load_weights
-from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter, TrackResult, iter_windows
+from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter, TrackResult
 from ovformer_core.model.build import build_model
-from tests.reference_fixtures import MASK_PIXEL_FRACTION, SCORE_ATOL, VIDEO_TINY, ZEROSHOT_TINY, tiny_config
+from ovformer_core.model.preprocess import normalize_and_pad
+from tests.reference_fixtures import (
+    MASK_PIXEL_FRACTION,
+    REFERENCE,
+    SCORE_ATOL,
+    VIDEO_TINY,
+    ZEROSHOT_TINY,
+    tiny_config,
+)
 
 
 def run(video: bool, options: SegmentOptions, window: int) -> tuple[StreamingSegmenter, list[TrackResult]]:
@@ -19,8 +28,9 @@ def run(video: bool, options: SegmentOptions, window: int) -> tuple[StreamingSeg
     checkpoint = load_weights(model, cfg, VIDEO_TINY / "model.pth")
     inputs = np.load(VIDEO_TINY / "inputs.npz")
     segmenter = StreamingSegmenter(model, cfg, checkpoint.text_classifier, options)
-    for start, frames in iter_windows(inputs["frames"], window):
-        segmenter.add_window(frames, inputs["clip_embeddings"][start : start + len(frames)])
+    for start in range(0, len(inputs["frames"]), window):
+        stop = start + window
+        segmenter.add_window(inputs["frames"][start:stop], inputs["clip_embeddings"][start:stop])
     results = segmenter.finish()
     segmenter.close()
     return segmenter, results
@@ -30,10 +40,14 @@ def decode(result: TrackResult) -> np.ndarray:
     return np.stack([mask_utils.decode(rle) for rle in result.rles]).astype(bool)
 
 
-def test_semi_online_matches_official_final_result():
+@pytest.mark.parametrize("min_size", [None, 70])
+def test_semi_online_matches_official_final_result(min_size: int | None):
+    """The fixture ran without the mapper's resize; a shortest-edge target equal to the short side (70)
+    takes the resize path and must leave every number unchanged."""
     segmenter, results = run(
-        True, SegmentOptions(mode="semi-online", top_k=50, min_size=None, precision="fp32"), window=5
+        True, SegmentOptions(mode="semi-online", top_k=50, min_size=min_size, precision="fp32"), window=5
     )
+    assert segmenter.info is not None and segmenter.info.resized_size == (70, 100)
     matching = np.load(VIDEO_TINY / "matching.npz")["perms"]
     assert len(segmenter.tracks.permutations) == len(matching)
     for ours, theirs in zip(segmenter.tracks.permutations, matching, strict=True):
@@ -63,7 +77,7 @@ def test_per_frame_zero_shot_matches_official_final_result(window, monkeypatch: 
     """Window size and read-back chunking only change batching: results must be the same."""
     monkeypatch.setattr(segment_module, "STATS_FRAMES_PER_READ", 5)  # 12 frames: chunks of 5, 5, 2
     segmenter, results = run(
-        False, SegmentOptions(mode="per-frame", top_k=10, min_size=None, frame_batch=3, precision="fp32"), window
+        False, SegmentOptions(mode="per-frame", top_k=10, min_size=None, window=3, precision="fp32"), window
     )
     matching = np.load(ZEROSHOT_TINY / "matching.npz")["perms"]
     assert len(segmenter.tracks.permutations) == len(matching)
@@ -87,3 +101,19 @@ def test_reporting_threshold_drops_low_scores():
     final = np.load(VIDEO_TINY / "final.npz")
     assert len(results) == int((final["pred_scores"] >= 0.6).sum())
     assert all(r.score >= 0.6 for r in results)
+
+
+def test_the_segmenter_resizes_like_the_official_mapper():
+    """With ``min_size`` set, the network sees the official resize (resize/resize_cases.npz) of each frame."""
+    cfg = tiny_config(video=True)
+    model = build_model(cfg).eval()
+    with np.load(REFERENCE / "resize" / "resize_cases.npz") as cases:
+        frame, official = cases["landscape_up_input"], cases["landscape_up_output"]
+        min_size, max_size = int(cases["min_size_test"]), int(cases["max_size_test"])
+    options = SegmentOptions(mode="semi-online", min_size=min_size, max_size=max_size)
+    segmenter = StreamingSegmenter(model, cfg, torch.zeros(512, 13), options)
+    pixels, info = segmenter._preprocess(np.stack([frame, frame]))
+    assert info.original_size == (70, 100) and info.resized_size == official.shape[:2] == (360, 514)
+    expected = normalize_and_pad(torch.from_numpy(official)[None], cfg.pixel_mean, cfg.pixel_std, 32)
+    assert pixels.shape == (2, *expected.shape[1:])
+    torch.testing.assert_close(pixels[0], expected[0], rtol=0, atol=0)

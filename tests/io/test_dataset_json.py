@@ -13,7 +13,7 @@ import pytest
 from ovformer_core.errors import OVFormerError, ResultsError, TrainingError
 from ovformer_core.eval.ground_truth import load_ground_truth
 from ovformer_core.inference.dataset import read_dataset
-from ovformer_core.io.dataset_json import file_name_problem
+from ovformer_core.io.dataset_json import check_categories, file_name_problem
 from ovformer_core.train.data import read_train_dataset
 from tests.eval.eval_cases import box_masks
 
@@ -156,3 +156,15 @@ def test_file_name_problem() -> None:
     assert file_name_problem("00000/00001.jpg") is None
     assert file_name_problem("a\x00b") == "'a\\x00b' contains a NUL byte"
     assert file_name_problem("..") is not None and file_name_problem("\\\\server\\share") is not None
+
+
+def test_check_categories_serves_the_category_only_readers() -> None:
+    """The vocabulary and the LV-VIS split read only 'categories': one check for both."""
+    data = {"categories": [{"id": 2, "name": "dog"}, {"id": 1, "name": "cat"}]}
+    assert check_categories(data, "dataset file d.json", ResultsError, need_names=True) == data["categories"]
+    with pytest.raises(ResultsError, match="^dataset file d.json has no 'categories' list"):
+        check_categories({"videos": []}, "dataset file d.json", ResultsError, need_names=False)
+    with pytest.raises(ResultsError, match=r"^d.json: categories\[1\] \(id 1\) needs a string 'name'$"):
+        check_categories({"categories": [{"id": 2, "name": "a"}, {"id": 1}]}, "d.json", ResultsError, need_names=True)
+    with pytest.raises(ResultsError, match="category id 2 appears twice"):
+        check_categories({"categories": [{"id": 2}, {"id": 2}]}, "d.json", ResultsError, need_names=False)

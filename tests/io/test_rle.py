@@ -268,3 +268,20 @@ def test_scan_areas_equal_pycocotools_area() -> None:
         scan = rle_module.scan_rles([rle["counts"] for rle in encoded], height * width)
         assert scan.problem is None and scan.areas.tolist() == expected
     assert rle_module.scan_rles(counts, np.array(pixels)).problem is None
+
+
+def test_segmentation_rle_problem_is_the_one_structural_check() -> None:
+    """Training and evaluation read RLE segmentations through this one check."""
+    assert rle_module.segmentation_rle_problem({"size": [4, 5], "counts": "PP3"}, 4, 5) is None
+    assert rle_module.segmentation_rle_problem({"size": [4, 5], "counts": [9, 2, 2, 2, 5]}, 4, 5) is None
+    cases = {
+        "has a bad RLE 'size' [4], not [height, width]": {"size": [4], "counts": "x"},
+        "has mask size 5x5, which differs from the frame size 4x5": {"size": [5, 5], "counts": "x"},
+        "has a bad RLE: 'counts' is not ASCII": {"size": [4, 5], "counts": "é"},
+        "has a bad RLE: 'counts' is empty": {"size": [4, 5], "counts": ""},
+        "has a bad uncompressed RLE: counts must be non-negative integers": {"size": [4, 5], "counts": [20, True]},
+        "has a bad uncompressed RLE: runs add up to 19, not 4x5": {"size": [4, 5], "counts": [9, 10]},
+        "has a bad RLE: 'counts' is a float, not a string or a list of run lengths": {"size": [4, 5], "counts": 1.0},
+    }
+    for expected, seg in cases.items():
+        assert rle_module.segmentation_rle_problem(seg, 4, 5) == expected

@@ -9,13 +9,13 @@ import timm
 import torch
 from torch import nn
 
+from ovformer_core.checkpoints import is_dropped_backbone_key
 from ovformer_core.config import BackboneConfig, SwinConfig
 from ovformer_core.errors import OVFormerError
 from ovformer_core.model.backbone import (
     FEATURE_STRIDES,
     ResNet50Backbone,
     build_backbone,
-    is_dropped_backbone_key,
 )
 from ovformer_core.model.swin import SwinTransformer
 from tests.reference_fixtures import read_manifest

@@ -28,7 +28,6 @@ from ovformer_core.model.clip import (
     ClipFrameEncoderConfig,
     ClipTextEncoder,
     ClipTextEncoderFactory,
-    FrameEmbeddingCache,
     build_clip,
     clip_preprocess,
     infer_clip_architecture,
@@ -96,27 +95,6 @@ def test_video_array_tensor_and_batch_size_agree() -> None:
     torch.testing.assert_close(single[0], one_batch[3], rtol=0, atol=EMBED_ATOL)
     with pytest.raises(ValueError, match="uint8"):
         ClipFrameEncoder.from_clip(model)(video.astype(np.float32))
-
-
-def test_frame_cache_encodes_each_frame_once() -> None:
-    model = tiny_clip()
-    rng = np.random.default_rng(3)
-    video = np.stack([smooth_image(rng, 40, 60) for _ in range(8)])
-    direct = ClipFrameEncoder.from_clip(model)(video)
-    cache = FrameEmbeddingCache(ClipFrameEncoder.from_clip(model))
-    # Overlapping windows [0, 5), [3, 8), then a look-back to [2, 4).
-    first = cache.embeddings(range(0, 5), video[0:5])
-    second = cache.embeddings(list(range(3, 8)), video[3:8])
-    assert cache.num_encoded == 8
-    third = cache.embeddings([2, 3], video[2:4])
-    assert cache.num_encoded == 8  # all served from the cache
-    torch.testing.assert_close(first, direct[0:5], rtol=0, atol=EMBED_ATOL)
-    torch.testing.assert_close(second, direct[3:8], rtol=0, atol=EMBED_ATOL)
-    torch.testing.assert_close(third, direct[2:4], rtol=0, atol=EMBED_ATOL)
-    cache.release_before(5)
-    assert len(cache) == 3 and 4 not in cache and 5 in cache
-    cache.embeddings([4, 4], video[[4, 4]])  # a repeated index is encoded once
-    assert cache.num_encoded == 9
 
 
 def test_text_encoder_batches_agree() -> None:

@@ -17,8 +17,8 @@ from ovformer_core.train.data import (
     TrainInstance,
     TrainVideo,
     decode_segmentation,
-    load_clip,
     read_train_dataset,
+    read_video_clip,
     sample_clip_frames,
 )
 
@@ -106,7 +106,7 @@ def test_polygon_and_both_rle_forms_decode_to_the_expected_pixels(tmp_path: Path
     json_path = _write_video_dataset(tmp_path, [_video_ann(1, 12, segs)])
 
     dataset = read_train_dataset(json_path, tmp_path)
-    clip = load_clip(dataset.videos[0], [0, 1, 2])
+    clip = read_video_clip(dataset.videos[0], [0, 1, 2])
 
     assert clip.masks.shape == (1, 3, HEIGHT, WIDTH) and clip.masks.dtype == bool
     np.testing.assert_array_equal(clip.masks[0, 0], poly_mask)
@@ -218,7 +218,7 @@ def test_lvis_image_without_file_name_uses_the_coco_url(tmp_path: Path) -> None:
     }
     dataset = read_train_dataset(_write_json(tmp_path / "lvis.json", data), tmp_path)
     assert dataset.videos[0].file_names == (str(tmp_path / "train2017" / "000000000042.jpg"),)
-    clip = load_clip(dataset.videos[0], [0])
+    clip = read_video_clip(dataset.videos[0], [0])
     np.testing.assert_array_equal(clip.masks[0, 0], _rect(0, 3, 0, 3))
 
 
@@ -255,7 +255,7 @@ def test_wrong_number_of_segmentations_is_a_training_error(tmp_path: Path) -> No
     ("segmentation", "fragment"),
     [
         ({"size": [HEIGHT + 1, WIDTH], "counts": "abc"}, "differs from the frame size"),
-        ({"size": [HEIGHT, WIDTH], "counts": [3, 4]}, "adding up to"),
+        ({"size": [HEIGHT, WIDTH], "counts": [3, 4]}, "add up to 7"),
         ([0, 0, 3, 0, 3, 3], "not a polygon list"),
         ("abc", "neither a polygon list nor an RLE"),
     ],
@@ -357,7 +357,7 @@ def test_load_clip_keeps_instances_present_in_any_selected_frame(tmp_path: Path)
     json_path = _write_video_dataset(tmp_path, [only_first, only_last, empty_rle, both])
     video = read_train_dataset(json_path, tmp_path).videos[0]
 
-    clip = load_clip(video, [1, 2])
+    clip = read_video_clip(video, [1, 2])
     assert clip.labels.tolist() == [1, 2]  # instance 1 is absent, instance 3 has no pixel
     assert clip.masks.shape == (2, 2, HEIGHT, WIDTH)
     assert not clip.masks[0, 0].any()  # absent in frame 1: all zero
@@ -368,7 +368,7 @@ def test_load_clip_keeps_instances_present_in_any_selected_frame(tmp_path: Path)
     assert clip.frames.dtype == np.uint8
     assert clip.file_names == (video.file_names[1], video.file_names[2])
 
-    repeated = load_clip(video, [0, 0])
+    repeated = read_video_clip(video, [0, 0])
     assert repeated.labels.tolist() == [0]
     assert repeated.frames.shape == (2, HEIGHT, WIDTH, 3)
     np.testing.assert_array_equal(repeated.masks[0, 1], _rect(0, 2, 0, 2))
@@ -379,7 +379,7 @@ def test_load_clip_rejects_wrong_frame_size_and_corrupt_masks(tmp_path: Path) ->
     video = read_train_dataset(json_path, tmp_path).videos[0]
     Image.fromarray(np.zeros((HEIGHT, WIDTH + 1, 3), dtype=np.uint8)).save(video.file_names[0])
     with pytest.raises(TrainingError) as excinfo:
-        load_clip(video, [0])
+        read_video_clip(video, [0])
     _assert_one_line_error(excinfo, "9x6", "8x6")
 
     # Counts that stop inside a number would make pycocotools read past the string.
@@ -393,7 +393,7 @@ def test_load_clip_rejects_wrong_frame_size_and_corrupt_masks(tmp_path: Path) ->
         ),
     )
     with pytest.raises(TrainingError) as excinfo:
-        load_clip(corrupt, [1])
+        read_video_clip(corrupt, [1])
     _assert_one_line_error(excinfo, "video 9 frame 1", "cut off inside a number")
 
 

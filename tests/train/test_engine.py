@@ -206,7 +206,7 @@ def test_existing_run_needs_resume(shapes, tmp_path):
     overrides["optim"]["max_iter"] = 2
     cfg = config_from_overrides(overrides)
     assert train(cfg).status == "finished"
-    with pytest.raises(TrainingError, match="--resume"):
+    with pytest.raises(TrainingError, match="`resume`"):
         train(cfg)
     # Resuming a finished run does nothing more and keeps the result.
     assert train(cfg, resume=True).iteration == 2

@@ -15,7 +15,7 @@ from ovformer_core.eval import evaluate
 from ovformer_core.eval.results_check import load_results
 from ovformer_core.io.results import load_result, write_result_json
 from ovformer_core.io.rle import encode_rle
-from ovformer_core.train.data import load_clip, read_train_dataset
+from ovformer_core.train.data import read_train_dataset, read_video_clip
 from ovformer_core.view.review import Edit, save_review
 from tests.conftest import identify
 from tests.view.conftest import CATEGORIES, HEIGHT, NUM_FRAMES, WIDTH, box_masks, known_result, make_served
@@ -88,7 +88,7 @@ def test_a_reviewed_result_becomes_training_data(tmp_path: Path):
     assert dataset.category_names == ("person", "dog", "car") and len(dataset.videos) == 1
     video = dataset.videos[0]
     assert [i.category_idx for i in video.instances] == [0, 1]
-    clip = load_clip(video, list(range(NUM_FRAMES)))
+    clip = read_video_clip(video, list(range(NUM_FRAMES)))
     assert np.array_equal(clip.masks[0], box_masks(1))
     assert np.array_equal(clip.masks[1], box_masks(2) | box_masks(4))
     assert [identify(frame) for frame in clip.frames] == list(range(NUM_FRAMES))  # the right frames, in order

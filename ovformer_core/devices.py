@@ -1,0 +1,95 @@
+"""Which device a run uses, and this process's place in a ``torchrun`` job: shared by segment and train.
+
+``torchrun`` (``torch.distributed.run``) starts one process per GPU and tells each its place through
+``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``. A process on CUDA uses the GPU of its local rank;
+``process_group`` joins the job's collective group (NCCL on CUDA, Gloo on CPU) where a run needs
+collectives (training, merging a whole-dataset run); a plain batch of inputs is only sharded by rank.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+from ovformer_core.errors import OVFormerError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ProcessGroup:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @classmethod
+    def from_env(cls) -> ProcessGroup:
+        """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as set by torchrun."""
+        return cls(
+            rank=int(os.environ.get("RANK", 0)),
+            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        )
+
+    def shard(self, items: Sequence[T]) -> list[T]:
+        """This rank's share of ``items``: every ``world_size``-th one, starting at ``rank``."""
+        return list(items[self.rank :: self.world_size])
+
+
+def choose_device(
+    name: str | None, local_rank: int = 0, parameter: str = "device", error: type[OVFormerError] = OVFormerError
+) -> torch.device:
+    """The device a run uses.
+
+    Args:
+        name: ``cpu``, ``cuda``, ``cuda:N`` (or any ``torch.device`` string); None: CUDA when available.
+        local_rank: the GPU that a plain ``cuda`` means (a torchrun process's ``LOCAL_RANK``).
+        parameter: the setting ``name`` came from, named in errors.
+        error: the ``OVFormerError`` subclass raised.
+
+    Raises:
+        error: an unknown device, or CUDA asked for on a machine without it.
+    """
+    name = name or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise error(f"unknown device {name!r}; set `{parameter}` to cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise error(f"CUDA is not available on this machine; use `{parameter}`='cpu'")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+@contextmanager
+def process_group(group: ProcessGroup, device: torch.device) -> Iterator[None]:
+    """Join the torchrun job's collective group for the block (NCCL on CUDA, Gloo on CPU).
+
+    Nothing happens for a single process or when the group is already joined (then its owner leaves it).
+    """
+    if not group.is_distributed or dist.is_initialized():
+        yield
+        return
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
