@@ -308,3 +308,12 @@ def test_under_torchrun_each_rank_takes_its_share_of_the_inputs(
     assert done.exit_code == 0, done.output
     summary = summary_of(done.stdout)
     assert [Path(p).name for p in summary["skipped"]] == expected and summary["failed"] == []
+
+
+def test_a_log_file_gets_no_progress_display(tmp_path: Path, weights):
+    """Progress is drawn only on a terminal: redirected to a log, a clean run leaves stderr empty."""
+    write_video(tmp_path / "a.mp4", num_frames=3)
+    command = cli_command(weights, str(tmp_path / "a.mp4"), "-o", str(tmp_path / "out"))
+    done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", repr(done.stderr)
+    assert f"wrote {tmp_path / 'out' / 'a.json'}" in done.stdout
