@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 
 from ovformer_core.checkpoints import load_weights
 from ovformer_core.inference.precision import ResolvedPrecision, autocast_dtype
-from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter, TrackResult, iter_windows
+from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter, TrackResult
 from ovformer_core.model.build import build_model
 from ovformer_core.model.ovformer import OVFormer
 from ovformer_core.model.preprocess import normalize_and_pad
@@ -73,8 +73,9 @@ def _segment(video: bool, device: torch.device, options: SegmentOptions, window:
     model, text = tiny_model(video, device)
     inputs = np.load(VIDEO_TINY / "inputs.npz")
     segmenter = StreamingSegmenter(model, tiny_config(video=video), text, options)
-    for start, frames in iter_windows(inputs["frames"], window):
-        segmenter.add_window(frames, inputs["clip_embeddings"][start : start + len(frames)])
+    for start in range(0, len(inputs["frames"]), window):
+        stop = start + window
+        segmenter.add_window(inputs["frames"][start:stop], inputs["clip_embeddings"][start:stop])
     results = segmenter.finish()
     segmenter.close()
     return results
