@@ -167,7 +167,7 @@ def step_speed(args: argparse.Namespace, name: str) -> None:
 
 @torch.inference_mode()
 def step_e2e(args: argparse.Namespace) -> None:
-    from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter, iter_windows
+    from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter
 
     device = torch.device(args.device)
     height = 96 if args.quick else 360
@@ -186,8 +186,8 @@ def step_e2e(args: argparse.Namespace) -> None:
         for _ in range(2):  # a warm-up, then the timed run
             segmenter = StreamingSegmenter(model, cfg, text, options)
             start = time.perf_counter()
-            for first, window in iter_windows(frames, 5):
-                segmenter.add_window(window, clip_embeds[first : first + len(window)])
+            for first in range(0, num_frames, 5):
+                segmenter.add_window(frames[first : first + 5], clip_embeds[first : first + 5])
             results = segmenter.finish()
             if device.type == "cuda":
                 torch.cuda.synchronize()
