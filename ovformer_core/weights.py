@@ -180,20 +180,29 @@ def resolve_all(
 ) -> list[Path]:
     """``resolve`` for several files (each: file, explicit path, parameter); every missing one is named at once.
 
+    Every file is tried even after one fails, so that a machine without network learns of all the files it
+    must fetch by hand from one run.
+
     Raises:
-        WeightsNotFoundError: one line naming each file that is missing (a download error is raised as is).
+        DownloadError: a download failed (one line naming each failed or missing file).
+        WeightsNotFoundError: one line naming each file that is missing.
     """
     paths: list[Path] = []
     missing: list[str] = []
+    failed_download = False
     for weight, explicit_path, parameter in wanted:
         try:
             paths.append(resolve(weight, explicit_path, home, allow_download, progress, parameter))
+        except DownloadError as err:
+            missing.append(str(err))
+            failed_download = True
         except WeightsNotFoundError as err:
             missing.append(str(err))
+    error = DownloadError if failed_download else WeightsNotFoundError
     if len(missing) == 1:
-        raise WeightsNotFoundError(missing[0])
+        raise error(missing[0])
     if missing:
-        raise WeightsNotFoundError(f"{len(missing)} weight files are missing: " + "; and ".join(missing))
+        raise error(f"{len(missing)} weight files are missing: " + "; and ".join(missing))
     return paths
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ovformer_core.errors import DownloadError, WeightsNotFoundError
-from ovformer_core.weights import WeightFile, fingerprint, ovformer_home, resolve
+from ovformer_core.weights import WeightFile, fingerprint, ovformer_home, resolve, resolve_all
 
 PAYLOAD = bytes(range(256)) * 5000  # 1.28 MB: several chunks, so streaming and progress are exercised
 
@@ -108,6 +108,21 @@ def test_connection_refused(tmp_path: Path) -> None:
     message = str(info.value)
     assert "\n" not in message and "refused" in message.lower()
     assert weight.url in message and str(tmp_path / "w.pt") in message and "`clip_weights`" in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_every_failed_download_is_named_in_one_error(tmp_path: Path) -> None:
+    """Without network, one run names every file to fetch by hand, not one file a run."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    model = WeightFile(name="Model", filename="m.pt", url=f"http://127.0.0.1:{port}/m.pt", sha256=None)
+    clip = WeightFile(name="CLIP", filename="c.pt", url=f"http://127.0.0.1:{port}/c.pt", sha256=None)
+    with pytest.raises(DownloadError) as info:
+        resolve_all([(model, None, "weights"), (clip, None, "clip_weights")], home=tmp_path, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("2 weight files are missing: ")
+    assert model.url in message and clip.url in message and "`clip_weights`" in message
     assert os.listdir(tmp_path) == []
 
 
