@@ -136,6 +136,8 @@ def open_container(path: Path) -> av.container.InputContainer:
             "pass the video file itself"
         ) from err
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        if path.is_file() and path.stat().st_size == 0:  # an interrupted copy or download, most often
+            raise VideoError(f"{path} is empty (0 bytes); copy or download it again") from err
         raise VideoError(
             f"{path} is corrupt or not a video or image FFmpeg can read ({av_reason(err)}); "
             "pass a video, image or frame folder"

@@ -94,6 +94,13 @@ def test_a_file_cut_inside_its_header_is_one_clear_error(tmp_path: Path) -> None
     assert "\n" not in message and "cut.mp4" in message and "corrupt" in message
 
 
+def test_an_empty_file_is_called_empty(tmp_path: Path) -> None:
+    """A 0-byte file is an interrupted copy far more often than a corrupt video: say what it is."""
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    with pytest.raises(VideoError, match=r"clip\.mp4 is empty \(0 bytes\); copy or download it again$"):
+        open_source(tmp_path / "clip.mp4")
+
+
 def test_the_report_comes_through_windows_and_prefetch(tmp_path: Path, intact_mp4: Path) -> None:
     cut = cut_copy(intact_mp4, tmp_path / "cut.mp4", 0.5)
     for prefetch in (0, 2):
