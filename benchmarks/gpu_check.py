@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -76,6 +77,24 @@ def exact_float32(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = False
 
 
+def random_r50_window(device: torch.device, height: int) -> tuple[torch.nn.Module, Tensor, Tensor, Tensor]:
+    """A seeded random-weight fast-path R-50 and one random 5-frame window at ``height`` x 16:9.
+
+    Returns:
+        model, pixels [1, 5, 3, H', W'] (normalised, padded), CLIP frame embeddings [1, 5, 512] and
+        text embeddings [512, 1197] (LV-VIS's 1,196 classes and a zeroed background column).
+    """
+    cfg = fast_and_reference(r50_config())["fast"]
+    torch.manual_seed(0)
+    model = build_model(cfg).eval().to(device)
+    frames = torch.randint(0, 256, (5, height, round(height * 16 / 9), 3), dtype=torch.uint8)
+    pixels = normalize_and_pad(frames.to(device), cfg.pixel_mean, cfg.pixel_std, 32)[None]
+    clip_embeds = torch.randn(1, 5, 512, device=device)
+    text = torch.nn.functional.normalize(torch.randn(512, 1197, device=device), dim=0)
+    text[:, -1] = 0
+    return model, pixels, clip_embeds, text
+
+
 def step_env(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     record: dict = {"torch": torch.__version__, "device": str(device), "fast_cpu_bf16": cpu_has_fast_bf16()}
@@ -116,15 +135,7 @@ def step_guard(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     exact_float32(device)
     height = 96 if args.quick else 360
-    width = round(height * 16 / 9)
-    cfg = fast_and_reference(r50_config())["fast"]
-    torch.manual_seed(0)
-    model = build_model(cfg).eval().to(device)
-    frames = torch.randint(0, 256, (5, height, width, 3), dtype=torch.uint8)
-    pixels = normalize_and_pad(frames.to(device), cfg.pixel_mean, cfg.pixel_std, 32)[None]
-    clip_embeds = torch.randn(1, 5, 512, device=device)
-    text = torch.nn.functional.normalize(torch.randn(512, 1197, device=device), dim=0)
-    text[:, -1] = 0
+    model, pixels, clip_embeds, text = random_r50_window(device, height)
     outs = {}
     for precision in ("fp32", "bf16"):
         dtype = autocast_dtype(precision)
@@ -202,14 +213,7 @@ def step_e2e(args: argparse.Namespace) -> None:
 def step_compile(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     height = 96 if args.quick else 360
-    width = round(height * 16 / 9)
-    cfg = fast_and_reference(r50_config())["fast"]
-    torch.manual_seed(0)
-    model = build_model(cfg).eval().to(device)
-    frames = torch.randint(0, 256, (5, height, width, 3), dtype=torch.uint8)
-    pixels = normalize_and_pad(frames.to(device), cfg.pixel_mean, cfg.pixel_std, 32)[None]
-    clip_embeds = torch.randn(1, 5, 512, device=device)
-    text = torch.nn.functional.normalize(torch.randn(512, 1197, device=device), dim=0)
+    model, pixels, clip_embeds, text = random_r50_window(device, height)
     # reduce-overhead: inductor plus CUDA graphs (the window is many small kernels)
     modes: list[str | None] = [None, "default"] if args.quick else [None, "reduce-overhead"]
     for mode in modes:
