@@ -19,13 +19,16 @@ import signal
 import warnings
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from ovformer_core.errors import OVFormerError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -81,6 +84,13 @@ def as_flags(message: str) -> str:
         return name if match[2] is None else f"{name} {match[2]}"
 
     return _PARAMETER.sub(flag, message)
+
+
+def progress_bar(*columns: ProgressColumn, quiet: bool) -> Progress:
+    """A transient progress display on stderr, drawn only on a terminal: a log gets no bar and no blank line."""
+    from rich.progress import Progress  # not imported by --help
+
+    return Progress(*columns, console=stderr, disable=quiet or not stderr.is_terminal, transient=True)
 
 
 def fail(message: str, status: int = EXIT_USER_ERROR) -> typer.Exit:

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ovformer_cli.console import EXIT_USER_ERROR, ThreadsOption, as_flags, stderr, stdout, user_errors
+from ovformer_cli.console import EXIT_USER_ERROR, ThreadsOption, as_flags, progress_bar, stderr, stdout, user_errors
 from ovformer_core.errors import OutputError, OVFormerError, ResultsError, VideoError
 
 if TYPE_CHECKING:  # heavy imports only for the type checker; commands import them when they run
@@ -120,7 +120,7 @@ def run_one(
     )
     # A count from the container is shown as is, an estimate (no frame index) with a "~".
     name = spec.name if source.output_frames_exact else f"{spec.name} (~{source.estimated_output_frames} frames)"
-    with Progress(*columns, console=stderr, disable=quiet or not stderr.is_terminal, transient=True) as progress:
+    with progress_bar(*columns, quiet=quiet) as progress:
         task = progress.add_task(name, total=source.estimated_output_frames or None, rate="")
         elapsed = 0.0
         for item in predictor.iter_segment(source, vocabulary, options=options, video_id=spec.video_id):
@@ -437,7 +437,7 @@ def run_split(
         )
         share = group.shard(data.videos)
         columns = (TextColumn("rank {task.fields[rank]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=stderr, disable=quiet or not stderr.is_terminal, transient=True) as progress:
+        with progress_bar(*columns, quiet=quiet) as progress:
             task = progress.add_task("split", total=len(share), rank=rank)
             segment_split(
                 predictor,
