@@ -426,8 +426,8 @@ def write_result_json(path: str | os.PathLike[str], results: VideoResult | Seque
     Video ids must be distinct: ``load_results`` refuses a file that repeats one, so none is written.
     """
     videos = [results] if isinstance(results, VideoResult) else list(results)
-    ids = [video.video_id for video in videos]
-    if len(set(ids)) != len(ids):
+    if _repeated_video_id(videos) is not None:
+        ids = [video.video_id for video in videos]
         raise ValueError(f"video ids repeat in {ids}; give each video of a result file its own id")
     document = {
         "format": RESULT_FORMAT,
@@ -462,12 +462,21 @@ def load_results(path: str | os.PathLike[str]) -> list[VideoResult]:
     if not isinstance(videos, list):
         raise _fail(str(path), "'videos' must be a list")
     results = [_video_result_from_dict(video, f"{path} video {i}") for i, video in enumerate(videos)]
-    seen: dict[int, int] = {}
-    for i, result in enumerate(results):
-        if result.video_id in seen:
-            raise _fail(str(path), f"video id {result.video_id} appears twice (videos {seen[result.video_id]} and {i})")
-        seen[result.video_id] = i
+    repeated = _repeated_video_id(results)
+    if repeated is not None:
+        video_id, first, again = repeated
+        raise _fail(str(path), f"video id {video_id} appears twice (videos {first} and {again})")
     return results
+
+
+def _repeated_video_id(videos: Sequence[VideoResult]) -> tuple[int, int, int] | None:
+    """The first video id that repeats, with the positions of its two videos, or None when all differ."""
+    seen: dict[int, int] = {}
+    for i, video in enumerate(videos):
+        if video.video_id in seen:
+            return video.video_id, seen[video.video_id], i
+        seen[video.video_id] = i
+    return None
 
 
 def load_result(path: str | os.PathLike[str]) -> VideoResult:
