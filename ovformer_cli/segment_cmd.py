@@ -1,12 +1,13 @@
-"""``ovformer segment``: tracked masks for videos, frame folders, images, or a whole dataset split."""
+"""``ovformer segment``: tracked masks for videos, frame folders, images, or a whole dataset split.
+
+The batch itself (skipping, saved results, model loading, writing, torchrun shards) is
+``ovformer_core.batch``; this command parses options, draws progress and tables, and picks the exit status.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import time
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
@@ -16,18 +17,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemaini
 from rich.table import Table
 
 from ovformer_cli.console import EXIT_USER_ERROR, ThreadsOption, as_flags, progress_bar, stderr, stdout, user_errors
-from ovformer_core.errors import OutputError, OVFormerError, ResultsError, VideoError
+from ovformer_core.errors import OVFormerError
 
 if TYPE_CHECKING:  # heavy imports only for the type checker; commands import them when they run
+    from rich.progress import Progress, TaskID
+
+    from ovformer_core.batch import BatchItem, BatchSummary, DatasetOptions, InputOutcome, ModelSpec
     from ovformer_core.devices import ProcessGroup
+    from ovformer_core.inference.precision import Precision as PrecisionName
     from ovformer_core.inference.segment import Mode as ModeName
-    from ovformer_core.inference.segment import Precision as PrecisionName
-    from ovformer_core.inference.segment import SegmentOptions
-    from ovformer_core.io.outputs import OutputPaths
     from ovformer_core.io.results import VideoResult
-    from ovformer_core.io.video import SourceSpec, VideoSource
-    from ovformer_core.predictor import Predictor
-    from ovformer_core.vocab import Vocabulary
 
 log = logging.getLogger("ovformer")
 
@@ -57,16 +56,6 @@ class Mode(str, Enum):
     offline = "offline"
 
 
-@dataclass(frozen=True)
-class SplitOptions:
-    """The inference options ``--dataset`` passes on (None: the model's own)."""
-
-    top_k: int | None
-    min_size: int | None
-    window: int | None
-    precision: PrecisionName
-
-
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -80,60 +69,57 @@ def summary_table(result: VideoResult) -> Table:
     for column in ("track", "label", "score", "first", "last"):
         table.add_column(column, justify="right" if column != "label" else "left")
     for track in result.tracks:
-        present = [i for i, rle in enumerate(track.segmentations) if rle is not None and rle_nonempty(rle)]
-        first = str(result.frame_indices[present[0]]) if present else "-"
-        last = str(result.frame_indices[present[-1]]) if present else "-"
+        span = result.track_span(track)
+        first, last = (str(span[0]), str(span[1])) if span is not None else ("-", "-")
         table.add_row(str(track.track_id), track.category_name, f"{track.score:.3f}", first, last)
     return table
 
 
-def rle_nonempty(rle: dict) -> bool:
-    from ovformer_core.io.rle import rle_area
+class FrameProgress:
+    """The progress bar (frames, frames/s) of the input the model runs on; drawn only on a terminal."""
 
-    return rle_area(rle) > 0
-
-
-def check_writable(out_dir: Path) -> None:
-    """Fail early, before any model work, when the output folder cannot be used."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"output folder {out_dir} is a file; choose a folder with --out-dir")
-    probe = out_dir if out_dir.exists() else next((p for p in out_dir.parents if p.exists()), Path("."))
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {out_dir} is not writable; choose another with --out-dir")
-
-
-def run_one(
-    predictor: Predictor,
-    source: VideoSource,
-    vocabulary: Vocabulary,
-    options: SegmentOptions,
-    spec: SourceSpec,
-    quiet: bool,
-) -> VideoResult:
-    """Segment one opened source with a progress bar (frames/s); returns its ``VideoResult``."""
-    columns = (
+    COLUMNS = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     )
-    # A count from the container is shown as is, an estimate (no frame index) with a "~".
-    name = spec.name if source.output_frames_exact else f"{spec.name} (~{source.estimated_output_frames} frames)"
-    with progress_bar(*columns, quiet=quiet) as progress:
-        task = progress.add_task(name, total=source.estimated_output_frames or None, rate="")
-        elapsed = 0.0
-        for item in predictor.iter_segment(source, vocabulary, options=options, video_id=spec.video_id):
-            # The library's count (the real one on the last item, once decoding has ended).
-            total = max(item.frames_total, item.frames_done) or None
-            if item.result is not None:
-                progress.update(task, total=total, completed=item.frames_done)
-                return item.result
-            elapsed += item.seconds
-            rate = f"{item.frames_done / max(elapsed, 1e-9):.1f} frames/s"
-            progress.update(task, total=total, completed=item.frames_done, rate=rate)
-            log.debug("%s: %d frames, %s", spec.name, item.frames_done, rate)
-    raise AssertionError("iter_segment ended without a result")
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._elapsed = 0.0
+
+    def show(self, item: BatchItem) -> None:
+        """Draw a ``start`` or ``window`` item of ``iter_segment_batch``; the input's last window ends the bar."""
+        progress, spec = item.progress, item.spec
+        assert progress is not None and spec is not None
+        if item.event == "start":
+            # A count from the container is shown as is, an estimate (no frame index) with a "~".
+            name = spec.name if progress.frames_total_exact else f"{spec.name} (~{progress.frames_total} frames)"
+            self._bar = progress_bar(*self.COLUMNS, quiet=self.quiet)
+            self._bar.start()
+            self._task = self._bar.add_task(name, total=progress.frames_total or None, rate="")
+            self._elapsed = 0.0
+            return
+        assert self._bar is not None and self._task is not None
+        # The library's count (the real one on the last item, once decoding has ended).
+        total = max(progress.frames_total, progress.frames_done) or None
+        if progress.result is not None:
+            self._bar.update(self._task, total=total, completed=progress.frames_done)
+            self.close()
+            return
+        self._elapsed += progress.seconds
+        rate = f"{progress.frames_done / max(self._elapsed, 1e-9):.1f} frames/s"
+        self._bar.update(self._task, total=total, completed=progress.frames_done, rate=rate)
+        log.debug("%s: %d frames, %s", spec.name, progress.frames_done, rate)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
 @user_errors
@@ -237,228 +223,132 @@ def segment(
     json_summary: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
 ) -> None:
     """Find, segment, track and name every object of the given categories in each input."""
+    from ovformer_core.batch import BatchOptions, BatchSummary, DatasetOptions, ModelSpec, iter_segment_batch
     from ovformer_core.cpu_threads import set_threads
     from ovformer_core.devices import ProcessGroup
-    from ovformer_core.io.outputs import RESULT, OutputPaths, check_output_paths, missing_outputs, write_outputs
-    from ovformer_core.io.results import write_result_json
-    from ovformer_core.io.video import ReadOptions, open_source, resolve_inputs
-    from ovformer_core.predictor import load_model, segment_options_for
+    from ovformer_core.io.video import ReadOptions
 
     set_threads(threads)
+    model_spec = ModelSpec(
+        model,
+        weights,
+        clip_weights,
+        device=device,
+        precision=cast("PrecisionName", precision.value),
+        allow_download=not offline,
+        progress=not quiet,
+    )
+    group = ProcessGroup.from_env()
     if dataset is not None:
         if inputs:
             raise OVFormerError("give either input videos or --dataset, not both")
         if frames_root is None:
             raise OVFormerError("--dataset needs --frames-root, the folder its file_names are relative to")
-        split_options = SplitOptions(top_k, min_size, window, cast("PrecisionName", precision.value))
-        run_split(
-            dataset,
-            frames_root,
-            results or out_dir / "results.json",
-            model,
-            weights,
-            clip_weights,
-            device,
-            offline,
-            quiet,
-            split_options,
-        )
+        split_options = DatasetOptions(top_k, min_size, window, cast("PrecisionName", precision.value))
+        results_path, parameter = (results, "results") if results is not None else (out_dir / "results.json", "out_dir")
+        run_split(dataset, frames_root, results_path, parameter, model_spec, split_options, group, quiet)
         return
     if not inputs or vocab is None:
         raise OVFormerError("give input videos and --vocab (or --dataset with --frames-root)")
-    formats = [extra.value for extra in dict.fromkeys(extras or [])]
-    specs, unresolved = resolve_inputs(inputs)
-    group = ProcessGroup.from_env()
-    if group.is_distributed:
-        # Under torchrun each process takes every world_size-th input, on the GPU of its local rank.
-        specs, unresolved = group.shard(specs), unresolved if group.is_main else []
-        device = _rank_device(device, group)
-    read_options = ReadOptions(stride=stride, max_frames=max_frames, start_time=start, end_time=end)
-    check_writable(out_dir)
-    summary: dict = {
-        "ok": [],
-        "failed": [{"input": failure.input, "error": as_flags(str(failure.error))} for failure in unresolved],
-        "skipped": [],
-        "incomplete": [],
-    }
-    predictor = None
-    vocabulary = None
-    for spec in specs:
-        started = time.perf_counter()
-        paths = OutputPaths.for_input(out_dir, spec.name)
-        try:
-            check_output_paths(paths, formats)  # before any model work
-            missing = missing_outputs(paths, formats, spec.path) if skip_existing else [RESULT, *formats]
-            if not missing:
-                summary["skipped"].append(str(spec.path))
+    options = BatchOptions(
+        out_dir,
+        formats=tuple(extra.value for extra in extras or []),
+        skip_existing=skip_existing,
+        read=ReadOptions(stride=stride, max_frames=max_frames, start_time=start, end_time=end),
+        mode=None if mode is None else cast("ModeName", mode.value),
+        window=window,
+        top_k=top_k,
+        score_threshold=threshold,
+        min_size=min_size,
+        precision=cast("PrecisionName", precision.value),
+    )
+    tables = not quiet and not json_summary
+    bar = FrameProgress(quiet or json_summary)
+    outcomes: list[InputOutcome] = []
+    try:
+        for item in iter_segment_batch(inputs, vocab, lambda: model_spec.load(group), options, group):
+            if item.outcome is None:
+                bar.show(item)
                 continue
-            result = _saved_result(paths) if RESULT not in missing else None
-            model_run = result is None
-            if result is None:
-                # probe first: a corrupt input fails here without loading the model
-                source = open_source(spec, read_options)
-                if predictor is None:
-                    predictor = load_model(
-                        model,
-                        weights,
-                        clip_weights,
-                        device=device,
-                        precision=precision.value,
-                        allow_download=not offline,
-                        progress=not quiet,
-                    )
-                    vocabulary = predictor.vocabulary(vocab)
-                options = segment_options_for(predictor.cfg).updated(
-                    mode=None if mode is None else cast("ModeName", mode.value),
-                    window=window,
-                    top_k=top_k,
-                    score_threshold=threshold,
-                    min_size=min_size,
-                    precision=cast("PrecisionName", precision.value),
-                )
-                assert vocabulary is not None  # loaded together with the predictor above
-                result = run_one(predictor, source, vocabulary, options, spec, quiet or json_summary)
-                # The full result first: an interrupted run keeps the model's work, and a rerun with
-                # --skip-existing makes the missing formats from it.
-                write_result_json(paths.result, result)
-            todo = formats if model_run else [output for output in missing if output != RESULT]
-            write_outputs(result, todo, paths, spec.path)
-        except (VideoError, ResultsError, OutputError) as err:
-            summary["failed"].append({"input": str(spec.path), "error": as_flags(str(err))})
-            continue
-        seconds = time.perf_counter() - started
-        complete = result.decode is None or result.decode.complete
-        summary["ok"].append(
-            {
-                "input": str(spec.path),
-                "result": str(paths.result),
-                "tracks": len(result.tracks),
-                "frames": result.num_frames,
-                "seconds": round(seconds, 3),
-                "model_run": model_run,
-                "complete": complete,
-                "decode": None if result.decode is None else result.decode.summary(),
-            }
-        )
-        if not complete:
-            assert result.decode is not None
-            summary["incomplete"].append(str(spec.path))
-            # Printed even when quiet: frames were lost, and a batch log should say which input lost them.
-            stderr.print(f"warning: {spec.path}: incomplete: {result.decode.summary()}", highlight=False, markup=False)
-        if not quiet and not json_summary:
-            stdout.print(summary_table(result))
-            rate = result.num_frames / max(seconds, 1e-9)
-            stdout.print(f"wrote {paths.result} ({rate:.1f} frames/s)", highlight=False, markup=False)
-    if not quiet and summary["skipped"] and not json_summary:
-        stderr.print(f"skipped {len(summary['skipped'])} input(s) whose outputs all exist", highlight=False)
+            bar.close()
+            outcomes.append(item.outcome)
+            report(item.outcome, tables)
+    finally:
+        bar.close()
+    summary = BatchSummary(tuple(outcomes))
+    if tables and summary.skipped:
+        stderr.print(f"skipped {len(summary.skipped)} input(s) whose outputs all exist", highlight=False)
     if json_summary:
-        typer.echo(json.dumps(summary))
-    if summary["failed"]:
+        typer.echo(json.dumps(summary.to_json(as_flags)))
+    status = exit_status(summary, quiet)
+    if status:
+        raise typer.Exit(status)
+
+
+def report(outcome: InputOutcome, tables: bool) -> None:
+    """What is printed when an input is done: an incomplete result's warning (always), its table and file."""
+    if outcome.status != "ok" or outcome.result is None:
+        return
+    result = outcome.result
+    if not outcome.complete:
+        assert result.decode is not None
+        # Printed even when quiet: frames were lost, and a batch log should say which input lost them.
+        stderr.print(f"warning: {outcome.input}: incomplete: {result.decode.summary()}", highlight=False, markup=False)
+    if tables:
+        stdout.print(summary_table(result))
+        rate = result.num_frames / max(outcome.seconds, 1e-9)
+        stdout.print(f"wrote {outcome.result_path} ({rate:.1f} frames/s)", highlight=False, markup=False)
+
+
+def exit_status(summary: BatchSummary, quiet: bool) -> int:
+    """Print the failed inputs (one line each, even when quiet) and the incomplete count; the exit status."""
+    from ovformer_core.batch import failure_line
+
+    if summary.failed:
         # Quiet drops the header, never the errors themselves: one "error: ..." line per failed input.
         if not quiet:
-            total = len(specs) + len(unresolved)
-            stderr.print(f"[bold red]{len(summary['failed'])} of {total} inputs failed:[/]")
-        for failure in summary["failed"]:
-            line = failure_line(failure["input"], failure["error"])
+            stderr.print(f"[bold red]{len(summary.failed)} of {len(summary.outcomes)} inputs failed:[/]")
+        for failure in summary.failed:
+            line = failure_line(failure.input, as_flags(str(failure.error)))
             stderr.print(f"error: {line}" if quiet else f"  {line}", highlight=False, markup=False)
-        raise typer.Exit(EXIT_SOME_FAILED)
-    if summary["incomplete"]:
+        return EXIT_SOME_FAILED
+    if summary.incomplete:
         if not quiet:
             stderr.print(
-                f"{len(summary['incomplete'])} of {len(specs)} inputs are incomplete (damaged or truncated videos)",
+                f"{len(summary.incomplete)} of {len(summary.outcomes)} inputs are incomplete "
+                "(damaged or truncated videos)",
                 highlight=False,
             )
-        raise typer.Exit(EXIT_INCOMPLETE)
-
-
-def _rank_device(device: str | None, group: ProcessGroup) -> str:
-    from ovformer_core.devices import choose_device
-
-    return str(choose_device(device, group.local_rank))
-
-
-def _saved_result(paths: OutputPaths) -> VideoResult | None:
-    """The full result saved by an earlier run, or None when it cannot be read (then the model runs again)."""
-    from ovformer_core.io.results import load_result
-
-    try:
-        return load_result(paths.result)
-    except ResultsError as err:
-        log.warning("%s; running the model again", err)
-        return None
-
-
-def failure_line(input_name: str, error: str) -> str:
-    """``input: error``, without repeating the input when the error already names it."""
-    return error if input_name in error else f"{input_name}: {error}"
+        return EXIT_INCOMPLETE
+    return 0
 
 
 def run_split(
     dataset_path: Path,
     frames_root: Path,
     results_path: Path,
-    model: str,
-    weights: Path | None,
-    clip_weights: Path | None,
-    device: str | None,
-    offline: bool,
+    results_parameter: str,
+    model: ModelSpec,
+    options: DatasetOptions,
+    group: ProcessGroup,
     quiet: bool,
-    split_options: SplitOptions,
 ) -> None:
-    """Whole-split inference, sharded over ``torchrun`` ranks when launched with it."""
-    import torch.distributed as dist
+    """``--dataset``: ``ovformer_core.batch.iter_segment_dataset`` with a progress bar per rank."""
+    from ovformer_core.batch import iter_segment_dataset
 
-    from ovformer_core.devices import ProcessGroup, choose_device, process_group
-    from ovformer_core.inference.dataset import merge_parts, read_dataset, segment_split
-    from ovformer_core.predictor import load_model, segment_options_for
-
-    data = read_dataset(dataset_path)
-    if not frames_root.is_dir():
-        raise OVFormerError(f"frames root {frames_root} is not a folder; check --frames-root")
-    check_writable(results_path.parent)
-    group = ProcessGroup.from_env()
-    rank, world_size, distributed = group.rank, group.world_size, group.is_distributed
-    torch_device = choose_device(device, group.local_rank)
-    with process_group(group, torch_device):
-        predictor = load_model(
-            model,
-            weights,
-            clip_weights,
-            device=str(torch_device),
-            allow_download=not offline,
-            progress=not quiet and group.is_main,
+    items = iter_segment_dataset(dataset_path, frames_root, results_path, model, options, group, results_parameter)
+    item = loaded = next(items)  # the bar starts once the model is loaded: it would clash with a download's
+    columns = (TextColumn("rank {task.fields[rank]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with progress_bar(*columns, quiet=quiet) as progress:
+        task = progress.add_task("split", total=loaded.total, rank=loaded.rank)
+        for item in items:
+            if item.video is None:  # the last item: every rank is done, rank 0 merged the parts
+                break
+            progress.advance(task)
+    if item.merged is not None and not quiet:
+        stdout.print(
+            f"wrote {results_path} ({item.merged} results for {item.num_videos} videos)", highlight=False, markup=False
         )
-        options = segment_options_for(predictor.cfg).updated(
-            score_threshold=0.0,
-            top_k=split_options.top_k,
-            min_size=split_options.min_size,
-            window=split_options.window,
-            precision=split_options.precision,
-        )
-        share = group.shard(data.videos)
-        columns = (TextColumn("rank {task.fields[rank]}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with progress_bar(*columns, quiet=quiet) as progress:
-            task = progress.add_task("split", total=len(share), rank=rank)
-            segment_split(
-                predictor,
-                data,
-                frames_root,
-                results_path,
-                options,
-                rank,
-                world_size,
-                on_video=lambda video, skipped: progress.advance(task),
-            )
-        if distributed:
-            dist.barrier()
-        if group.is_main:
-            count = merge_parts(data, results_path)
-            if not quiet:
-                stdout.print(
-                    f"wrote {results_path} ({count} results for {len(data.videos)} videos)",
-                    highlight=False,
-                    markup=False,
-                )
 
 
 __all__ = ["segment", "EXIT_USER_ERROR"]

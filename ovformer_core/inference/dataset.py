@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,42 @@ def parts_folder(results_path: Path) -> Path:
     return results_path.with_name(results_path.name + PARTS_SUFFIX)
 
 
+def iter_segment_split(
+    predictor: Any,
+    dataset: Dataset,
+    frames_root: str | os.PathLike[str],
+    results_path: str | os.PathLike[str],
+    options: SegmentOptions | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[tuple[DatasetVideo, bool]]:
+    """Segment this rank's share of the split into per-video part files; yields (video, was_skipped) after each.
+
+    Args:
+        predictor: a ``ovformer_core.predictor.Predictor``.
+        dataset: from ``read_dataset``.
+        frames_root: folder the ``file_names`` are relative to.
+        results_path: the final merged file (parts go next to it).
+        options: inference options (default: the model's official rule, no score threshold).
+        rank, world_size: this process's share.
+    """
+    root = Path(frames_root)
+    parts = parts_folder(Path(results_path))
+    parts.mkdir(parents=True, exist_ok=True)
+    vocabulary = predictor.vocabulary(list(dataset.category_names))
+    for video in dataset.videos[rank::world_size]:
+        part = parts / f"{video.video_id}.json"
+        if part.is_file():
+            yield video, True
+            continue
+        source = open_frame_list([root / name for name in video.file_names], name=str(video.video_id))
+        result = predictor.segment(
+            source, vocabulary, options=options, video_id=video.video_id, category_ids=dataset.category_ids
+        )
+        write_text_atomic(part, json.dumps(ytvis_entries(result, extra_keys=False)))
+        yield video, False
+
+
 def segment_split(
     predictor: Any,
     dataset: Dataset,
@@ -95,39 +131,16 @@ def segment_split(
     world_size: int = 1,
     on_video: Callable[[DatasetVideo, bool], None] | None = None,
 ) -> int:
-    """Segment this rank's share of the split into per-video part files.
-
-    Args:
-        predictor: a ``ovformer_core.predictor.Predictor``.
-        dataset: from ``read_dataset``.
-        frames_root: folder the ``file_names`` are relative to.
-        results_path: the final merged file (parts go next to it).
-        options: inference options (default: the model's official rule, no score threshold).
-        rank, world_size: this process's share.
-        on_video: called after each video with (video, was_skipped).
+    """``iter_segment_split`` run to the end, calling ``on_video(video, was_skipped)`` after each video.
 
     Returns:
         number of videos processed (not skipped) by this rank.
     """
-    root = Path(frames_root)
-    parts = parts_folder(Path(results_path))
-    parts.mkdir(parents=True, exist_ok=True)
-    vocabulary = predictor.vocabulary(list(dataset.category_names))
     processed = 0
-    for video in dataset.videos[rank::world_size]:
-        part = parts / f"{video.video_id}.json"
-        if part.is_file():
-            if on_video is not None:
-                on_video(video, True)
-            continue
-        source = open_frame_list([root / name for name in video.file_names], name=str(video.video_id))
-        result = predictor.segment(
-            source, vocabulary, options=options, video_id=video.video_id, category_ids=dataset.category_ids
-        )
-        write_text_atomic(part, json.dumps(ytvis_entries(result, extra_keys=False)))
-        processed += 1
+    for video, skipped in iter_segment_split(predictor, dataset, frames_root, results_path, options, rank, world_size):
+        processed += not skipped
         if on_video is not None:
-            on_video(video, False)
+            on_video(video, skipped)
     return processed
 
 

@@ -92,6 +92,26 @@ class OutputPaths:
         return Path(getattr(self, output.replace("-", "_")))
 
 
+def check_writable(out_dir: str | os.PathLike[str], parameter: str = "out_dir") -> None:
+    """Fail early, before any model work, when the output folder cannot be used.
+
+    A folder that does not exist yet is fine when its nearest existing parent is writable.
+
+    Args:
+        out_dir: the output folder.
+        parameter: the setting ``out_dir`` came from, named in the error.
+
+    Raises:
+        OutputError: ``out_dir`` is a file, or cannot be written.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"output folder {out_dir} is a file; choose a folder with `{parameter}`")
+    probe = out_dir if out_dir.exists() else next((p for p in out_dir.parents if p.exists()), Path("."))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {out_dir} is not writable; choose another with `{parameter}`")
+
+
 def _is_folder_output(output: str) -> bool:
     return output == "png"
 

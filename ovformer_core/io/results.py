@@ -181,6 +181,11 @@ class VideoResult:
         """``(H, W)``."""
         return self.height, self.width
 
+    def track_span(self, track: Track) -> tuple[int, int] | None:
+        """The source frame numbers of the first and last frame where ``track`` has a non-empty mask; None if none."""
+        present = [i for i, rle in enumerate(track.segmentations) if rle is not None and rle_area(rle) > 0]
+        return (self.frame_indices[present[0]], self.frame_indices[present[-1]]) if present else None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (one entry of the full result file's ``videos``).
 
