@@ -338,3 +338,24 @@ def test_a_claimed_terabyte_mask_is_refused_before_anything_that_size_exists(
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 10 * 2**20  # the file is tiny, and so is everything allocated to refuse it
+
+
+def test_track_span_is_the_first_and_last_source_frame_with_pixels() -> None:
+    masks = np.zeros((5, 8, 8), dtype=bool)
+    masks[1, 2:4, 2:4] = masks[3, 0, 0] = True  # frames 0, 2 and 4 empty
+    present = Track.from_masks(1, 0, "a", 1, 0.5, masks)
+    absent = Track.from_masks(2, 0, "a", 1, 0.5, np.zeros((5, 8, 8), dtype=bool), empty_as_none=True)
+    result = VideoResult(
+        video_name="v",
+        video_path="v.mp4",
+        video_id=1,
+        width=8,
+        height=8,
+        num_frames=5,
+        fps=10.0,
+        frame_indices=[0, 3, 6, 9, 12],  # every third source frame
+        tracks=[present, absent],
+        categories=[{"id": 1, "name": "a"}],
+    )
+    assert result.track_span(present) == (3, 9)
+    assert result.track_span(absent) is None
