@@ -71,10 +71,21 @@ class Interrupted(KeyboardInterrupt):
 
 #: A library parameter named in a message, with an optional value (see ``ovformer_core.errors``).
 _PARAMETER = re.compile(r"`([a-z][a-z_]*)`(?:='([^']*)')?")
+#: A library function named in a message as what to call: ```name()```.
+_FUNCTION = re.compile(r"`([A-Za-z_][\w.]*)\(\)`")
+
+#: The command that does what a library function named in a message does.
+COMMANDS = {
+    "Vocabulary.save": "ovformer vocab-encode",
+    "write_result_json": "ovformer segment",
+    "recipe": "ovformer train --print-config r50-lvvis",
+    "build_training_clip_cache": "ovformer train --build-clip-cache",
+}
 
 
 def as_flags(message: str) -> str:
-    """A library message in the CLI's words: ```min_size``` -> ``--min-size``, ```device`='cpu'`` -> ``--device cpu``.
+    """A library message in the CLI's words: ```min_size``` -> ``--min-size``, ```device`='cpu'`` -> ``--device cpu``,
+    ```write_result_json()``` -> ```ovformer segment``` (``COMMANDS``).
 
     Every command's flags are its library parameters with dashes for underscores.
     """
@@ -83,7 +94,10 @@ def as_flags(message: str) -> str:
         name = "--" + match[1].replace("_", "-")
         return name if match[2] is None else f"{name} {match[2]}"
 
-    return _PARAMETER.sub(flag, message)
+    def command(match: re.Match[str]) -> str:
+        return f"`{COMMANDS[match[1]]}`" if match[1] in COMMANDS else match[0]
+
+    return _PARAMETER.sub(flag, _FUNCTION.sub(command, message))
 
 
 def progress_bar(*columns: ProgressColumn, quiet: bool) -> Progress:

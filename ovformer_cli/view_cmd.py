@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ovformer_cli.console import stderr, user_errors
+from ovformer_cli.console import as_flags, stderr, user_errors
 from ovformer_core.errors import OVFormerError
 
 #: Port tried first (``--port 0`` picks any free one).
@@ -79,6 +79,7 @@ def view(
         allow_download=not offline,
         min_size=min_size,
         max_upload_bytes=max_upload_mb * 1024**2,
+        messages=as_flags,
     )
 
     def announce(url: str) -> None:

@@ -1,7 +1,9 @@
 """Errors a user can cause (each carries one line: what is wrong, and what to do) and ``first_line`` for reasons.
 
 A message names a parameter of the library in backticks, and a value for it as ```name`='value'``
-("use `device`='cpu'"); the CLI shows the same line with its flags ("use --device cpu").
+("use `device`='cpu'"); the CLI shows the same line with its flags ("use --device cpu"). A library
+function to call is named as ```name()``` ("re-create it with `Vocabulary.save()`"); the CLI shows the
+command that does the same ("`ovformer vocab-encode`"), so a message need not quote a CLI command or flag.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ class Vocabulary:
             VocabularyError: missing, corrupt, or not an ovformer vocabulary.
         """
         path = check_input_path(path, "vocabulary file", VocabularyError)
-        foreign = f"{path} is not an ovformer vocabulary file; create one with `ovformer vocab-encode`"
+        foreign = f"{path} is not an ovformer vocabulary file; create one with `Vocabulary.save()`"
         try:
             with safe_open(str(path), framework="pt") as handle:
                 metadata = handle.metadata() or {}
@@ -175,14 +175,13 @@ class Vocabulary:
             raise
         except Exception as err:  # corrupt files raise nearly anything (struct.error, UnicodeDecodeError, ...)
             raise VocabularyError(
-                f"{path} is corrupt or not a vocabulary file ({first_line(err)}); "
-                "re-create it with `ovformer vocab-encode`"
+                f"{path} is corrupt or not a vocabulary file ({first_line(err)}); re-create it with `Vocabulary.save()`"
             ) from None
         if metadata[FORMAT_KEY] != FORMAT_VERSION:
             raise VocabularyError(
                 f"{path} has vocabulary format {metadata[FORMAT_KEY]}; this version reads {FORMAT_VERSION}"
             )
-        incomplete = f"{path} has incomplete metadata; re-create it with `ovformer vocab-encode`"
+        incomplete = f"{path} has incomplete metadata; re-create it with `Vocabulary.save()`"
         try:
             where = f"vocabulary file {path} metadata"
             names = tuple(parse_json_text(metadata["names"], where, VocabularyError))
@@ -206,7 +205,7 @@ class Vocabulary:
         )
         if not ok:
             raise VocabularyError(
-                f"{path} is inconsistent (names vs. embeddings); re-create it with `ovformer vocab-encode`"
+                f"{path} is inconsistent (names vs. embeddings); re-create it with `Vocabulary.save()`"
             )
         return cls(names, synonyms, templates, clip_model_id, embeddings)
 

@@ -32,18 +32,18 @@ def ytvis_results_of(document: dict[str, Any], where: str = "results") -> list[d
     if document.get("version") != RESULT_VERSION:
         raise ResultsError(
             f"{where} has result format version {document.get('version')!r}, this ovformer reads version "
-            f"{RESULT_VERSION}; re-run `ovformer segment` or upgrade ovformer"
+            f"{RESULT_VERSION}; write it again with `write_result_json()` or upgrade ovformer"
         )
     videos = document.get("videos")
     if not isinstance(videos, list):
-        raise ResultsError(f"{where} has no 'videos' list; pass a file written by `ovformer segment`")
+        raise ResultsError(f"{where} has no 'videos' list; pass a file written by `write_result_json()`")
     entries: list[dict[str, Any]] = []
     for i, data in enumerate(videos):
         video = VideoResult.from_dict(data, f"{where} video {i}")
         if video.frame_indices != list(range(video.num_frames)):
             raise ResultsError(
                 f"{where}: video {video.video_name} was segmented on frames {video.frame_indices[:3]}..., not on "
-                "every frame from the first; evaluate a result made without --stride, --start or --end"
+                "every frame from the first; evaluate a result made without `stride`, start or end time"
             )
         entries.extend(ytvis_entries(video, extra_keys=False))
     return entries

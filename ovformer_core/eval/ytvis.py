@@ -81,7 +81,7 @@ def _group_positions(gt: GroundTruth, rules: BenchmarkRules) -> dict[str, np.nda
             if group.field not in category:
                 raise ResultsError(
                     f"ground truth: category id {category['id']} has no '{group.field}', which the "
-                    f"{rules.name} benchmark needs for its {group.name} group; use --benchmark ytvis "
+                    f"{rules.name} benchmark needs for its {group.name} group; use `benchmark`='ytvis' "
                     "to evaluate without groups"
                 )
             if category[group.field] in group.values:

@@ -292,7 +292,7 @@ def _json_float(value: float | None) -> float | None:
 
 def _field(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if key not in data:
-        raise ResultsError(f"{where}: missing key '{key}'; pass a file written by `ovformer segment`")
+        raise ResultsError(f"{where}: missing key '{key}'; pass a file written by `write_result_json()`")
     value = data[key]
     # bool is an int subclass: never accept one for the other.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

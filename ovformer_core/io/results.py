@@ -296,12 +296,12 @@ MAX_METADATA_DEPTH = 32
 
 
 def _fail(where: str, message: str) -> ResultsError:
-    return ResultsError(f"{where}: {message}; re-run `ovformer segment` or fix the file")
+    return ResultsError(f"{where}: {message}; write it again with `write_result_json()` or fix the file")
 
 
 def _get(data: dict[str, Any], key: str, where: str) -> Any:
     if key not in data:
-        raise ResultsError(f"{where}: missing key '{key}'; pass a file written by `ovformer segment`")
+        raise ResultsError(f"{where}: missing key '{key}'; pass a file written by `write_result_json()`")
     return data[key]
 
 
@@ -454,14 +454,14 @@ def load_results(path: str | os.PathLike[str]) -> list[VideoResult]:
     if isinstance(data, list):
         raise ResultsError(
             f"{path} is a list (a YouTube-VIS results file?), not a full ovformer result; "
-            "pass the .json written by `ovformer segment` as its full result"
+            "pass the .json written by `write_result_json()` as its full result"
         )
     if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
-        raise ResultsError(f"{path} is not an ovformer result file; pass a file written by `ovformer segment`")
+        raise ResultsError(f"{path} is not an ovformer result file; pass a file written by `write_result_json()`")
     if data.get("version") != RESULT_VERSION:
         raise ResultsError(
             f"{path} has result format version {brief(data.get('version'))}, this ovformer reads version "
-            f"{RESULT_VERSION}; re-run `ovformer segment` or upgrade ovformer"
+            f"{RESULT_VERSION}; write it again with `write_result_json()` or upgrade ovformer"
         )
     videos = _get(data, "videos", str(path))
     if not isinstance(videos, list):

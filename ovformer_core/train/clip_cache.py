@@ -196,7 +196,7 @@ class ClipEmbeddingCache:
         path = Path(path)
         found = path_fact(path, "file")
         if found is not None:
-            hint = "build it first (ovformer train --build-clip-cache)" if found[0] == "does not exist" else found[1]
+            hint = "build it first (`build_training_clip_cache()`)" if found[0] == "does not exist" else found[1]
             raise TrainingError(f"CLIP embedding cache {path} {found[0]}; {hint}")
         if path.suffix == ".safetensors" or _looks_like_safetensors(path):
             cache = cls._open_safetensors(path)

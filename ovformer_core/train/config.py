@@ -201,9 +201,7 @@ def read_config_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     problem = input_path_problem(path, "file")
     if problem is not None:
-        raise TrainingError(
-            f"training config {path} {problem} (or start from `ovformer train --print-config r50-lvvis`)"
-        )
+        raise TrainingError(f"training config {path} {problem} (or start from a recipe's config, `recipe()`)")
     data = read_json(path, "training config", TrainingError)
     if not isinstance(data, dict):
         raise TrainingError(f"training config {path} must hold a JSON object")

@@ -22,7 +22,7 @@ import html
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -78,6 +78,8 @@ class ViewerSettings:
         allow_download: whether missing weights may be downloaded.
         min_size: shortest side fed to the network in runs (None: the model's own).
         max_upload_bytes: upload size limit.
+        messages: shows a library message in the words of whoever started the server (the CLI passes
+            ``ovformer_cli.console.as_flags``: flags for parameters, commands for functions).
     """
 
     folder: Path
@@ -92,6 +94,7 @@ class ViewerSettings:
     allow_download: bool = True
     min_size: int | None = None
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    messages: Callable[[str], str] = str
 
 
 class _Refused(Exception):
@@ -246,13 +249,19 @@ class Viewer:
             "categories": result.categories,
             "model_id": result.model_id,
             "tracks": track_table(result, video.present),
-            "review": self.index.review_state(video.path, video.video_index).to_dict(),
+            "review": self.in_words(self.index.review_state(video.path, video.video_index).to_dict(), "problem"),
             "video": {
                 "available": source is not None,
                 "path": self.folder.display(source) if source is not None else None,
                 "message": problem,
             },
         }
+
+    def in_words(self, row: dict[str, Any], key: str) -> dict[str, Any]:
+        """``row`` with its message under ``key`` (if any) in the words of ``settings.messages``."""
+        if isinstance(row.get(key), str):
+            return {**row, key: self.settings.messages(row[key])}
+        return row
 
     def relocate(self, video: LoadedVideo, requested: Any) -> Path:
         """Point ``video`` at another source; it must be readable and match the result's frame size."""
@@ -288,11 +297,11 @@ def create_app(settings: ViewerSettings) -> FastAPI:
 
     @app.exception_handler(_Refused)
     async def refused(request: Request, err: _Refused) -> JSONResponse:
-        return JSONResponse({"error": str(err)}, status_code=err.status)
+        return JSONResponse({"error": settings.messages(str(err))}, status_code=err.status)
 
     @app.exception_handler(OVFormerError)
     async def user_error(request: Request, err: OVFormerError) -> JSONResponse:
-        return JSONResponse({"error": str(err)}, status_code=_status_of(err))
+        return JSONResponse({"error": settings.messages(str(err))}, status_code=_status_of(err))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -324,7 +333,11 @@ def create_app(settings: ViewerSettings) -> FastAPI:
 
     @app.get("/api/results")
     def list_results() -> dict[str, Any]:
-        return {"folder": str(viewer.folder.root), "results": viewer.index.summaries()}
+        rows = [viewer.in_words(row, "error") for row in viewer.index.summaries()]
+        rows = [
+            {**row, "review": viewer.in_words(row["review"], "problem")} if "review" in row else row for row in rows
+        ]
+        return {"folder": str(viewer.folder.root), "results": rows}
 
     @app.get("/api/results/{result_id}")
     def result_details(result_id: str) -> dict[str, Any]:
@@ -410,7 +423,7 @@ def create_app(settings: ViewerSettings) -> FastAPI:
 
     @app.get("/api/runs")
     def runs() -> dict[str, Any]:
-        return {"runs": viewer.runs.jobs()}
+        return {"runs": [viewer.in_words(job, "error") for job in viewer.runs.jobs()]}
 
     @app.get("/api/models")
     def models() -> dict[str, Any]:

@@ -19,3 +19,15 @@ def test_parameters_become_flags() -> None:
     assert as_flags("make them with `ovformer dataset from-results a.json --out DIR`") == (
         "make them with `ovformer dataset from-results a.json --out DIR`"
     )
+
+
+def test_library_functions_become_commands() -> None:
+    assert as_flags("create one with `Vocabulary.save()`") == "create one with `ovformer vocab-encode`"
+    assert as_flags("pass a file written by `write_result_json()`; or use `benchmark`='ytvis'") == (
+        "pass a file written by `ovformer segment`; or use --benchmark ytvis"
+    )
+    assert as_flags("(or start from a recipe's config, `recipe()`)") == (
+        "(or start from a recipe's config, `ovformer train --print-config r50-lvvis`)"
+    )
+    # A function without a command is left as it is.
+    assert as_flags("call `Predictor.segment()`") == "call `Predictor.segment()`"

@@ -52,6 +52,7 @@ def test_no_config_gives_a_hint() -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     message = _one_line_error(runner.invoke(app, ["train", "-c", str(tmp_path / "nope.json")]))
     assert "nope.json" in message and "does not exist" in message
+    assert "(or start from a recipe's config, `ovformer train --print-config r50-lvvis`)" in message
 
 
 @pytest.mark.parametrize(

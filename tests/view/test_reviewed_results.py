@@ -65,7 +65,7 @@ def test_evaluate_refuses_a_result_of_some_frames_only(tmp_path: Path):
     document["videos"][0]["frame_indices"] = [2 * i for i in range(NUM_FRAMES)]
     (tmp_path / "strided.json").write_text(json.dumps(document))
     with pytest.raises(
-        ResultsError, match="not on every frame from the first; evaluate a result made without --stride"
+        ResultsError, match="not on every frame from the first; evaluate a result made without `stride`, start or end"
     ):
         load_results(tmp_path / "strided.json")
     document["version"] = 7

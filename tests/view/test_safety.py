@@ -274,3 +274,18 @@ def test_without_the_view_extra_the_command_says_what_to_install(served: Served,
     done = CliRunner().invoke(app, ["view", str(served.folder), "--port", "0"])
     assert done.exit_code == 2
     assert done.stderr == "error: ovformer view needs fastapi, which is not installed; pip install 'ovformer[view]'\n"
+
+
+def test_messages_are_shown_in_the_words_of_whoever_started_the_viewer(tmp_path: Path, server_for):
+    """The library names functions (`write_result_json()`); a viewer started by the CLI shows its commands."""
+    from ovformer_cli.console import as_flags
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "old.json").write_text(json.dumps({"format": "ovformer-results", "version": 7, "videos": []}))
+    for messages, expected in ((str, "write it again with `write_result_json()`"), (as_flags, "`ovformer segment`")):
+        server = server_for(folder, messages=messages)
+        status, data = server.json("/api/results")
+        assert status == 200
+        broken = [row for row in data["results"] if row["id"] is None]
+        assert len(broken) == 1 and "version 7" in broken[0]["error"] and expected in broken[0]["error"]
