@@ -5,6 +5,10 @@ Public API (imported on first use, so ``import ovformer_core`` stays light)::
     from ovformer_core import load_model, evaluate
     predictor = load_model("r50-lvvis")
     result = predictor.segment("clip.mp4", vocabulary=["person", "dog"])
+
+    # many inputs -> NAME.json (+ formats) each, as ``ovformer segment`` writes them
+    from ovformer_core import BatchOptions, segment_batch
+    summary = segment_batch(["a.mp4", "b.mp4"], "person,dog", load_model, BatchOptions("out", formats=("coco",)))
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ovformer_core.errors import OVFormerError
 
 if TYPE_CHECKING:  # what the lazy table hands out, for type checkers and editors
+    from ovformer_core.batch import BatchOptions, segment_batch
     from ovformer_core.checkpoints import load_weights
     from ovformer_core.eval import evaluate
     from ovformer_core.io.results import Track, VideoResult
@@ -34,9 +39,12 @@ _LAZY = {
     "evaluate": "ovformer_core.eval",
     "build_model": "ovformer_core.model.build",
     "load_weights": "ovformer_core.checkpoints",
+    "segment_batch": "ovformer_core.batch",
+    "BatchOptions": "ovformer_core.batch",
 }
 
 __all__ = [
+    "BatchOptions",
     "OVFormerError",
     "Predictor",
     "Track",
@@ -47,6 +55,7 @@ __all__ = [
     "evaluate",
     "load_model",
     "load_weights",
+    "segment_batch",
 ]
 
 
