@@ -98,3 +98,17 @@ def test_torchrun_two_processes_equal_one(tmp_path: Path, weights):
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert double.read_text() == single.read_text()
+
+
+def test_an_unusable_results_folder_names_the_flag_it_came_from(tmp_path: Path, weights):
+    gt = make_split(tmp_path, lengths=(2,))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    given = runner.invoke(app, split_args(weights, gt, tmp_path, blocker / "r.json"))
+    assert given.exit_code == 2 and "is a file; choose a folder with --results" in given.output
+    args = split_args(weights, gt, tmp_path, blocker / "r.json")
+    at = args.index("--results")
+    args[at : at + 2] = ["--out-dir", str(blocker)]
+    default = runner.invoke(app, args)
+    assert default.exit_code == 2 and "is a file; choose a folder with --out-dir" in default.output
+    assert blocker.read_text() == "x"
