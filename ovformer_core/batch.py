@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -261,12 +261,12 @@ def saved_result(paths: OutputPaths) -> VideoResult | None:
 
 
 def iter_segment_batch(
-    inputs: Sequence[str | os.PathLike[str]],
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     vocabulary: VocabularySpec,
     load: Callable[[], Predictor],
     options: BatchOptions,
     group: ProcessGroup | None = None,
-) -> Iterator[BatchItem]:
+) -> Generator[BatchItem, None, None]:
     """Segment many inputs into files; yields progress and one outcome per input (see ``BatchItem``).
 
     The model is loaded by ``load`` when the first input needs it, after that input's source opened
@@ -274,8 +274,8 @@ def iter_segment_batch(
     from saved results.
 
     Args:
-        inputs: videos, frame folders, images or glob patterns; one that names nothing is a failed
-            outcome (yielded first), not an error.
+        inputs: videos, frame folders, images or glob patterns (or one of them); one that names nothing
+            is a failed outcome (yielded first), not an error.
         vocabulary: a ``Vocabulary``, a ``.vocab``/``.txt`` path, a list of names or ``"a,b,c"``.
         load: returns the predictor (e.g. ``ModelSpec(...).load`` or a ``load_model`` partial).
         options: outputs, skipping, frame selection and inference changes.
@@ -288,7 +288,7 @@ def iter_segment_batch(
             every input would fail the same way.
     """
     group = group or ProcessGroup()
-    specs, unresolved = resolve_inputs(inputs)
+    specs, unresolved = resolve_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
     if group.is_distributed:
         specs, unresolved = group.shard(specs), unresolved if group.is_main else []
     check_writable(options.out_dir)
@@ -344,7 +344,7 @@ def iter_segment_batch(
 
 
 def segment_batch(
-    inputs: Sequence[str | os.PathLike[str]],
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     vocabulary: VocabularySpec,
     load: Callable[[], Predictor],
     options: BatchOptions,
@@ -408,7 +408,7 @@ def iter_segment_dataset(
     options: DatasetOptions | None = None,
     group: ProcessGroup | None = None,
     results_parameter: str = "results_path",
-) -> Iterator[DatasetProgress]:
+) -> Generator[DatasetProgress, None, None]:
     """Segment a YouTube-VIS-format split into one results file, sharded over the ranks of ``group``.
 
     Each video is saved as a part file as soon as it is done (a rerun resumes); after every rank is

@@ -215,3 +215,20 @@ def test_a_dataset_split_in_one_results_file_and_resumed(tmp_path: Path, weights
 
     with pytest.raises(OVFormerError, match="is not a folder; check `frames_root`"):
         next(iter_segment_dataset(gt, tmp_path / "nowhere", results, model))
+
+
+def test_one_path_is_one_input_and_an_abandoned_batch_writes_nothing(tmp_path: Path, weights):  # noqa: F811
+    write_video(tmp_path / "a.mp4", num_frames=7)
+    out = tmp_path / "out"
+    never = CountingLoader(None)
+    (out / "a.json").mkdir(parents=True)  # fails before the model: shows how the path was taken
+    summary = segment_batch(str(tmp_path / "a.mp4"), VOCABULARY, never, options(out))
+    assert [o.input for o in summary.outcomes] == [str(tmp_path / "a.mp4")]  # not one input per character
+    (out / "a.json").rmdir()
+
+    items = iter_segment_batch([tmp_path / "a.mp4"], VOCABULARY, CountingLoader(weights), options(out, window=5))
+    assert next(items).event == "start" and next(items).event == "window"
+    items.close()  # the caller stops after the first window
+    assert list(out.iterdir()) == []
+    with pytest.raises(OVFormerError, match="no input given"):
+        segment_batch([], VOCABULARY, never, options(out))
