@@ -6,6 +6,10 @@ rounds. ``python -c pass`` is the baseline: the interpreter's own start-up, whic
 Two settings: idle, and with one competing CPU-bound process (``python -c "while True: pass"``) started
 by this script and stopped at the end.
 
+Bytecode is cached in a temporary folder (``PYTHONPYCACHEPREFIX``; ``PYTHONDONTWRITEBYTECODE`` is dropped),
+as an installed package has its ``.pyc`` files: otherwise every run would compile the checkout's modules again.
+Load averages are printed before and after: on a shared machine, they say how far to trust the figures.
+
 Run from the repository root (the CLI of this checkout is used)::
 
     python benchmarks/bench_startup.py [--rounds 15] [--setting idle|loaded|both]
@@ -19,6 +23,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +38,11 @@ COMMANDS = {
 }
 
 
-def _environment() -> dict[str, str]:
+def _environment(pycache: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = pycache
     return env
 
 
@@ -49,10 +56,10 @@ def _run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(rounds: int) -> dict[str, list[tuple[float, float]]]:
+def measure(rounds: int, pycache: str) -> dict[str, list[tuple[float, float]]]:
     """(wall, CPU) seconds per run of each command, the commands taking turns within every round."""
-    env = _environment()
-    for command in COMMANDS.values():  # warm the file cache; not timed
+    env = _environment(pycache)
+    for command in COMMANDS.values():  # warm the file cache and write the bytecode cache; not timed
         _run(command, env)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in COMMANDS}
     for _ in range(rounds):
@@ -84,17 +91,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--setting", choices=["idle", "loaded", "both"], default="both")
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    if args.setting in ("idle", "both"):
-        report("idle", measure(args.rounds))
-    if args.setting in ("loaded", "both"):
-        competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        try:
-            time.sleep(0.5)
-            report("loaded (one competing CPU-bound process)", measure(args.rounds))
-        finally:
-            competitor.kill()
-            competitor.wait()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, checkout {ROOT}")
+    print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    with tempfile.TemporaryDirectory(prefix="ovformer-pycache-") as pycache:
+        if args.setting in ("idle", "both"):
+            report("idle", measure(args.rounds, pycache))
+        if args.setting in ("loaded", "both"):
+            competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            try:
+                time.sleep(0.5)
+                report("loaded (one competing CPU-bound process)", measure(args.rounds, pycache))
+            finally:
+                competitor.kill()
+                competitor.wait()
+    print("load average (1, 5, 15 min) after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

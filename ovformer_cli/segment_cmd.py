@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from ovformer_cli.console import EXIT_USER_ERROR, ThreadsOption, as_flags, progress_bar, stderr, stdout, user_errors
+from ovformer_cli.console import ThreadsOption, as_flags, progress_bar, stderr, stdout, user_errors
+from ovformer_cli.exit_status import EXIT_USER_ERROR
 from ovformer_core.errors import OutputError, OVFormerError, ResultsError, VideoError
 
 if TYPE_CHECKING:  # heavy imports only for the type checker; commands import them when they run
+    from rich.table import Table
+
     from ovformer_core.devices import ProcessGroup
     from ovformer_core.inference.segment import Mode as ModeName
     from ovformer_core.inference.segment import Precision as PrecisionName
@@ -76,6 +77,8 @@ class Precision(str, Enum):
 
 def summary_table(result: VideoResult) -> Table:
     """Rich table: track, label, score, first/last frame with a mask."""
+    from rich.table import Table  # not imported by --help
+
     table = Table(title=f"{result.video_name}: {len(result.tracks)} tracks, {result.num_frames} frames")
     for column in ("track", "label", "score", "first", "last"):
         table.add_column(column, justify="right" if column != "label" else "left")
@@ -111,6 +114,8 @@ def run_one(
     quiet: bool,
 ) -> VideoResult:
     """Segment one opened source with a progress bar (frames/s); returns its ``VideoResult``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -407,6 +412,7 @@ def run_split(
 ) -> None:
     """Whole-split inference, sharded over ``torchrun`` ranks when launched with it."""
     import torch.distributed as dist
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from ovformer_core.devices import ProcessGroup, choose_device, process_group
     from ovformer_core.inference.dataset import merge_parts, read_dataset, segment_split
