@@ -80,6 +80,9 @@ class LazyCommands(MutableMapping[str, Any]):
         self._loaded.pop(name, None)
         self._lazy.pop(name, None)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded or name in self._lazy  # Mapping's own would build the command
+
     def __iter__(self) -> Iterator[str]:
         return iter(dict.fromkeys([*self._lazy, *self._loaded]))
 
