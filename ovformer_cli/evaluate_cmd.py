@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from ovformer_cli.console import stderr, stdout, user_errors
 
-if TYPE_CHECKING:  # the evaluator (numpy, pycocotools) is imported when the command runs
+if TYPE_CHECKING:  # the evaluator (numpy, pycocotools) and rich's tables are imported when the command runs
+    from rich.table import Table
+
     from ovformer_core.eval import EvalResult
 
 
@@ -32,6 +33,8 @@ def _cell(value: float) -> str:
 
 def metrics_table(result: EvalResult) -> Table:
     """The 12 numbers as rows; one column for all categories and one per category group."""
+    from rich.table import Table
+
     from ovformer_core.eval import STAT_NAMES
 
     table = Table(

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from ovformer_cli.console import EXIT_USER_ERROR, ThreadsOption, as_flags, progress_bar, stderr, stdout, user_errors
+from ovformer_cli.console import ThreadsOption, as_flags, progress_bar, stderr, stdout, user_errors
+from ovformer_cli.exit_status import EXIT_USER_ERROR
 from ovformer_core.errors import OVFormerError
 
 if TYPE_CHECKING:  # heavy imports only for the type checker; commands import them when they run
     from rich.progress import Progress, TaskID
+    from rich.table import Table
 
     from ovformer_core.batch import BatchItem, BatchSummary, DatasetOptions, InputOutcome, ModelSpec
     from ovformer_core.devices import ProcessGroup
@@ -65,6 +65,8 @@ class Precision(str, Enum):
 
 def summary_table(result: VideoResult) -> Table:
     """Rich table: track, label, score, first/last frame with a mask."""
+    from rich.table import Table
+
     table = Table(title=f"{result.video_name}: {len(result.tracks)} tracks, {result.num_frames} frames")
     for column in ("track", "label", "score", "first", "last"):
         table.add_column(column, justify="right" if column != "label" else "left")
@@ -77,14 +79,6 @@ def summary_table(result: VideoResult) -> Table:
 
 class FrameProgress:
     """The progress bar (frames, frames/s) of the input the model runs on; drawn only on a terminal."""
-
-    COLUMNS = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-    )
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -99,7 +93,16 @@ class FrameProgress:
         if item.event == "start":
             # A count from the container is shown as is, an estimate (no frame index) with a "~".
             name = spec.name if progress.frames_total_exact else f"{spec.name} (~{progress.frames_total} frames)"
-            self._bar = progress_bar(*self.COLUMNS, quiet=self.quiet)
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+            )
+            self._bar = progress_bar(*columns, quiet=self.quiet)
             self._bar.start()
             self._task = self._bar.add_task(name, total=progress.frames_total or None, rate="")
             self._elapsed = 0.0
@@ -334,6 +337,8 @@ def run_split(
     quiet: bool,
 ) -> None:
     """``--dataset``: ``ovformer_core.batch.iter_segment_dataset`` with a progress bar per rank."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
     from ovformer_core.batch import iter_segment_dataset
 
     items = iter_segment_dataset(dataset_path, frames_root, results_path, model, options, group, results_parameter)

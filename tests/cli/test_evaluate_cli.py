@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ovformer_cli.app import app
-from ovformer_cli.console import EXIT_USER_ERROR
+from ovformer_cli.exit_status import EXIT_USER_ERROR
 from tests.eval.eval_cases import EVAL_CASES
 
 runner = CliRunner()
