@@ -162,8 +162,9 @@ class StreamingSegmenter:
         cfg: its config (pixel mean/std, size divisibility).
         text_classifier: ``[512, C + 1]``.
         options: inference options.
-        background_masks: upsample and RLE-encode masks on a worker thread, overlapped with the network
-            (False: in the caller's thread; the results are the same).
+        background_masks: upsample and RLE-encode masks on a worker thread, overlapped with the network;
+            None: on a GPU only (on a CPU the network already keeps every core busy: measured no faster,
+            ``benchmarks/bench_pipeline.py``). The results are the same either way.
     """
 
     def __init__(
@@ -172,7 +173,7 @@ class StreamingSegmenter:
         cfg: ModelConfig,
         text_classifier: Tensor,
         options: SegmentOptions,
-        background_masks: bool = True,
+        background_masks: bool | None = None,
     ) -> None:
         self.model = model
         self.cfg = cfg
@@ -182,7 +183,8 @@ class StreamingSegmenter:
         self.tracks = QueryTracks(reference_update="momentum" if options.mode == "per-frame" else "last")
         # Per-frame mode submits every frame of a forward pass on its own: let a whole pass wait.
         pending = MAX_PENDING_CLIPS * (options.window if options.mode == "per-frame" else 1)
-        self.masks = MaskWriter(self.device, max_pending=pending, background=background_masks)
+        background = self.device.type == "cuda" if background_masks is None else background_masks
+        self.masks = MaskWriter(self.device, max_pending=pending, background=background)
         self.store: MaskStore | None = None
         self.stats = _FrameStats() if options.mode == "per-frame" else None
         self.info: PreprocessInfo | None = None
