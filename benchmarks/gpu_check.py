@@ -16,7 +16,8 @@ Steps (each prints its figures and appends one JSON object per line to ``OUT/gpu
 - ``guard``: the full-size random-weight R-50 network, bf16 against fp32 on one window;
 - ``speed_r50``, ``speed_swinb``: per-stage seconds of one 5-frame window, reference path and fast
   path, at 360 and 480, fp32 and bf16 (``bench_speed.bench_window``), frames/s and peak GPU memory;
-- ``e2e``: the streaming segmenter (network, association, mask upsampling, RLE) on a frame array;
+- ``e2e``: the streaming segmenter (network, association, mask upsampling, RLE) on a frame array against
+  the network alone, before and after the mask worker (``bench_pipeline.py``);
 - ``compile``: torch.compile (inductor) and CUDA graphs (``reduce-overhead``) on the R-50 bf16 window;
 - ``cpu``: the host CPU, fp32 against bf16 on one R-50 window (AMX / AVX512-BF16 hosts show the gain);
 - ``profile``: the pixel decoder's kernels, fp32 and bf16.
@@ -52,8 +53,8 @@ TIME_BOX = {
     "guard": 40,
     "speed_r50": 70,
     "speed_swinb": 100,
-    "e2e": 40,
-    "compile": 110,
+    "e2e": 60,
+    "compile": 90,
     "cpu": 40,
     "profile": 40,
 }
@@ -176,37 +177,16 @@ def step_speed(args: argparse.Namespace, name: str) -> None:
     print_windows(rows)
 
 
-@torch.inference_mode()
 def step_e2e(args: argparse.Namespace) -> None:
-    from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter
-
-    device = torch.device(args.device)
-    height = 96 if args.quick else 360
-    num_frames = 5 if args.quick else 30
-    width = round(height * 16 / 9)
-    cfg = fast_and_reference(r50_config())["fast"]
-    torch.manual_seed(0)
-    model = build_model(cfg).eval().to(device)
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
-    clip_embeds = rng.standard_normal((num_frames, 512)).astype(np.float32)
-    text = torch.nn.functional.normalize(torch.randn(512, 41), dim=0)
-    text[:, -1] = 0
+    """The window loop against the network alone (``bench_pipeline.py``), before and after the mask worker."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_pipeline.py"), "--device", args.device]
+    sizes = ["--height", "96", "--frames", "5", "--rounds", "1"] if args.quick else ["--frames", "40", "--rounds", "2"]
     for precision in ("bf16", "fp32"):
-        options = SegmentOptions(top_k=50, min_size=height, precision=precision)
-        for _ in range(2):  # a warm-up, then the timed run
-            segmenter = StreamingSegmenter(model, cfg, text, options)
-            start = time.perf_counter()
-            for first in range(0, num_frames, 5):
-                segmenter.add_window(frames[first : first + 5], clip_embeds[first : first + 5])
-            results = segmenter.finish()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-            segmenter.close()
-        record = {"precision": precision, "height": height, "frames": num_frames, "seconds": seconds}
-        record |= {"fps": num_frames / seconds, "tracks": len(results)}
-        emit(args.out, "e2e", record)
+        report = subprocess.run([*command, *sizes, "--precision", precision, "--json"], capture_output=True, text=True)
+        print(report.stdout, report.stderr, flush=True)
+        for line in report.stdout.splitlines():
+            if line.startswith("{"):
+                emit(args.out, "e2e", json.loads(line))
 
 
 @torch.inference_mode()

@@ -8,10 +8,11 @@ parked here (in memory up to ``SPOOL_BYTES``, on disk beyond), keeping memory fl
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 
 import numpy as np
 
-from ovformer_core.io.rle import encode_rle, encode_rles
+from ovformer_core.io.rle import Rle, empty_rle, encode_rles
 
 #: Bytes kept in memory before the store spills to a temporary file.
 SPOOL_BYTES = 32 * 1024 * 1024
@@ -34,7 +35,12 @@ class MaskStore:
         """Store one frame's masks, bool ``[num_slots, H, W]`` in track-slot order."""
         if masks.shape[0] != self.num_slots:
             raise ValueError(f"expected {self.num_slots} masks, got {masks.shape[0]}")
-        rles = encode_rles(masks)
+        self.append_rles(encode_rles(masks), (int(masks.shape[1]), int(masks.shape[2])))
+
+    def append_rles(self, rles: Sequence[Rle], size: tuple[int, int]) -> None:
+        """Store one frame's already encoded masks (``num_slots`` RLEs of ``size`` (H, W), slot order)."""
+        if len(rles) != self.num_slots:
+            raise ValueError(f"expected {self.num_slots} masks, got {len(rles)}")
         blobs = [r["counts"].encode("ascii") for r in rles]
         offsets = np.empty(self.num_slots + 1, dtype=np.int64)
         offsets[0] = self._end
@@ -44,7 +50,7 @@ class MaskStore:
         self._file.write(b"".join(blobs))
         self._end = int(offsets[-1])
         self._offsets.append(offsets)
-        self._sizes.append((int(masks.shape[1]), int(masks.shape[2])))
+        self._sizes.append(size)
 
     def rle(self, frame: int, slot: int) -> dict:
         """The stored RLE of ``slot`` in ``frame``."""
@@ -55,7 +61,7 @@ class MaskStore:
 
     def empty_rle(self, frame: int) -> dict:
         """RLE of an all-background mask of ``frame``'s size."""
-        return encode_rle(np.zeros(self._sizes[frame], dtype=bool))
+        return empty_rle(*self._sizes[frame])
 
     def close(self) -> None:
         self._file.close()

@@ -8,8 +8,8 @@ from torch import Tensor
 
 from ovformer_core.model.preprocess import PreprocessInfo
 
-#: Queries whose masks are upsampled together: bounds the temporary full-resolution tensor.
-UPSAMPLE_CHUNK = 16
+#: Masks upsampled together: bounds the temporary full-resolution tensor.
+UPSAMPLE_CHUNK = 64
 
 
 def pair_scores(class_logits: Tensor, object_logits: Tensor) -> Tensor:
@@ -44,7 +44,7 @@ def masks_to_original(mask_logits: Tensor, info: PreprocessInfo) -> Tensor:
     """Low-resolution mask logits -> boolean masks at the original frame size.
 
     Upsample bilinearly to the padded size, crop the padding, resize to the original size, then
-    threshold at logit > 0; done in chunks of queries to bound memory.
+    threshold at logit > 0; done in chunks of maps to bound memory.
 
     Args:
         mask_logits: ``[N, T, h, w]``.
@@ -54,10 +54,48 @@ def masks_to_original(mask_logits: Tensor, info: PreprocessInfo) -> Tensor:
     """
     out = []
     rh, rw = info.resized_size
-    for chunk in mask_logits.split(UPSAMPLE_CHUNK, dim=0):
+    for chunk in mask_logits.split(max(1, UPSAMPLE_CHUNK // max(1, mask_logits.shape[1])), dim=0):
         x = F.interpolate(chunk.float(), size=info.padded_size, mode="bilinear", align_corners=False)
         x = x[:, :, :rh, :rw]
         if (rh, rw) != info.original_size:
             x = F.interpolate(x, size=info.original_size, mode="bilinear", align_corners=False)
         out.append(x > 0)
     return torch.cat(out, 0)
+
+
+def mask_columns(mask_logits: Tensor, info: PreprocessInfo) -> tuple[Tensor, Tensor]:
+    """A clip's masks at the original size, transposed for RLE, skipping the maps with nothing in them.
+
+    A map whose low-resolution logits are all <= 0 stays all background at every size (bilinear weights
+    are >= 0 and sum to 1), so only the others are upsampled: exact. Unmatched queries often predict nothing.
+
+    Args:
+        mask_logits: ``[Q, t, h, w]``.
+
+    Returns:
+        (columns bool ``[M, W, H]``: the non-empty masks transposed, frame by frame and query by query
+        within a frame; present bool ``[t, Q]``: which (frame, query) maps they are), on the same device.
+    """
+    present = (mask_logits > 0).flatten(2).any(-1).T.contiguous()  # [t, Q]
+    maps = mask_logits.transpose(0, 1)[present]  # [M, h, w], frame-major
+    if not len(maps):
+        height, width = info.original_size
+        return torch.zeros((0, width, height), dtype=torch.bool, device=mask_logits.device), present
+    return masks_to_original(maps[:, None], info)[:, 0].mT.contiguous(), present
+
+
+def run_starts(columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Where each mask's column-major runs start, found where the masks are (for ``io.rle.rles_from_run_starts``).
+
+    On a GPU this replaces copying whole masks to the host and scanning them there: only the boundaries
+    (a few per column an object crosses) leave the device.
+
+    Args:
+        columns: bool ``[M, W, H]`` (``mask_columns``).
+
+    Returns:
+        (mask index ``[K]``, pixel index ``[K]`` where a run starts (1..H*W-1), first pixel bool ``[M]``).
+    """
+    flat = columns.reshape(columns.shape[0], -1)
+    boundaries = (flat[:, 1:] != flat[:, :-1]).nonzero()  # row-major: by mask, then position
+    return boundaries[:, 0], boundaries[:, 1] + 1, flat[:, 0]

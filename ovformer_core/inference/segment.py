@@ -28,7 +28,8 @@ from torch import Tensor
 from ovformer_core.config import ModelConfig
 from ovformer_core.errors import OVFormerError
 from ovformer_core.inference.mask_store import MaskStore
-from ovformer_core.inference.postprocess import masks_to_original, pair_scores, top_k_pairs
+from ovformer_core.inference.mask_writer import MAX_PENDING_CLIPS, MaskWriter
+from ovformer_core.inference.postprocess import pair_scores, top_k_pairs
 from ovformer_core.inference.precision import Precision, autocast_dtype, resolve_precision
 from ovformer_core.inference.tracker import QueryTracks
 from ovformer_core.model.ovformer import OVFormer, WindowOutput
@@ -161,15 +162,29 @@ class StreamingSegmenter:
         cfg: its config (pixel mean/std, size divisibility).
         text_classifier: ``[512, C + 1]``.
         options: inference options.
+        background_masks: upsample and RLE-encode masks on a worker thread, overlapped with the network;
+            None: on a GPU only (on a CPU the network already keeps every core busy: measured no faster,
+            ``benchmarks/bench_pipeline.py``). The results are the same either way.
     """
 
-    def __init__(self, model: OVFormer, cfg: ModelConfig, text_classifier: Tensor, options: SegmentOptions) -> None:
+    def __init__(
+        self,
+        model: OVFormer,
+        cfg: ModelConfig,
+        text_classifier: Tensor,
+        options: SegmentOptions,
+        background_masks: bool | None = None,
+    ) -> None:
         self.model = model
         self.cfg = cfg
         self.options = options
         self.device = model.device
         self.text_classifier = text_classifier.to(self.device, torch.float32)
         self.tracks = QueryTracks(reference_update="momentum" if options.mode == "per-frame" else "last")
+        # Per-frame mode submits every frame of a forward pass on its own: let a whole pass wait.
+        pending = MAX_PENDING_CLIPS * (options.window if options.mode == "per-frame" else 1)
+        background = self.device.type == "cuda" if background_masks is None else background_masks
+        self.masks = MaskWriter(self.device, max_pending=pending, background=background)
         self.store: MaskStore | None = None
         self.stats = _FrameStats() if options.mode == "per-frame" else None
         self.info: PreprocessInfo | None = None
@@ -249,15 +264,12 @@ class StreamingSegmenter:
         mask_logits = mask_logits.float()[index]
         if self.stats is not None:
             self.stats.append(class_logits[index], object_logits[index], mask_logits[:, 0])
-        masks = masks_to_original(mask_logits, info).cpu().numpy()  # [Q, t, H, W]
-        if self.store is None:
-            self.store = MaskStore(masks.shape[0])
-        for t in range(masks.shape[1]):
-            self.store.append_frame(masks[:, t])
+        self.masks.submit(mask_logits, info)
 
     # -- end of video -------------------------------------------------------------------------
     def finish(self) -> list[TrackResult]:
         """Choose the top-k (track, class) pairs and assemble their per-frame RLEs."""
+        self.store = self.masks.finish()
         if self.store is None:
             return []
         class_logits, object_logits = self.tracks.mean_logits()
@@ -283,7 +295,6 @@ class StreamingSegmenter:
         return results
 
     def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
+        self.masks.close()
         if self.stats is not None:
             self.stats.close()

@@ -70,6 +70,83 @@ def encode_rles(masks: np.ndarray) -> list[Rle]:
     return [_to_json_rle(rle) for rle in mask_utils.encode(stacked)]
 
 
+def encode_columns(columns: np.ndarray, height: int) -> list[Rle]:
+    """Encode masks already laid out column by column, the order COCO RLE runs in (no transposing copy).
+
+    Args:
+        columns: C-contiguous bool or uint8 ``[N, W, H]``: mask ``i`` transposed (``mask.T``), 0/1 values.
+        height: H, the masks' height (a check against a swapped layout).
+
+    Returns:
+        N RLE dicts, each of size ``[H, W]``; the same as ``encode_rles`` of the untransposed masks.
+    """
+    if columns.ndim != 3 or columns.shape[2] != height:
+        raise ValueError(f"encode_columns expects [N, W, H={height}] columns, got shape {columns.shape}")
+    if columns.shape[0] == 0:
+        return []
+    if columns.dtype == np.bool_:
+        columns = columns.view(np.uint8)
+    # [N, W, H] C-contiguous is exactly the Fortran-ordered [H, W, N] pycocotools reads: a view, no copy.
+    fortran = np.ascontiguousarray(columns, dtype=np.uint8).transpose(2, 1, 0)
+    return [_to_json_rle(rle) for rle in mask_utils.encode(fortran)]
+
+
+def empty_rle(height: int, width: int) -> Rle:
+    """RLE of an all-background ``[height, width]`` mask, built without a mask."""
+    return {"size": [height, width], "counts": compress_counts([np.array([height * width])])[0]}
+
+
+def rles_from_run_starts(
+    mask_index: np.ndarray, positions: np.ndarray, first: np.ndarray, height: int, width: int
+) -> list[Rle]:
+    """RLEs of N masks from where their runs start, e.g. found on a GPU (``postprocess.run_starts``).
+
+    The same strings ``encode_rles`` gives, without the full masks on the host: a GPU finds the few
+    run boundaries, and only those cross to the host and through this vectorised encoder.
+
+    Args:
+        mask_index: int ``[K]``, non-decreasing: the mask of each boundary.
+        positions: int ``[K]``: column-major pixel index (1..H*W-1) where a new run starts in that mask.
+        first: bool ``[N]``: each mask's first pixel (a mask starting with foreground has a leading 0 run).
+        height, width: the masks' size.
+    """
+    num_masks, length = len(first), height * width
+    bounds = np.searchsorted(mask_index, np.arange(num_masks + 1))
+    counts = []
+    for m in range(num_masks):
+        edges = [[0], [0]] if first[m] else [[0]]
+        counts.append(np.diff(np.concatenate([*edges, positions[bounds[m] : bounds[m + 1]], [length]])))
+    return [{"size": [height, width], "counts": text} for text in compress_counts(counts)]
+
+
+def compress_counts(counts: Sequence[np.ndarray]) -> list[str]:
+    """COCO's compressed RLE strings of run lengths, all masks at once (numpy, no per-run Python loop).
+
+    The format: each count, less the count two before it from the fourth on, is written as signed
+    5-bit groups, low first, each as ``chr(48 + group)`` with 32 added to all but the last group.
+    """
+    if not counts:
+        return []
+    sizes = np.array([len(c) for c in counts], dtype=np.int64)
+    flat = np.concatenate(counts).astype(np.int64)
+    local = np.arange(len(flat)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # index within its mask
+    values = flat.copy()
+    delta = local > 2
+    values[delta] -= flat[np.flatnonzero(delta) - 2]
+    # Groups needed: the fewest k with -2**(5k-1) <= value < 2**(5k-1).
+    groups = np.ones(len(values), dtype=np.int64)
+    for k in range(1, 13):
+        groups += (values >= 2 ** (5 * k - 1)) | (values < -(2 ** (5 * k - 1)))
+    shifts = 5 * np.arange(int(groups.max()))
+    chunks = (values[:, None] >> shifts[None, :]) & 0x1F  # arithmetic shift, as the C code's
+    chunks |= np.where(np.arange(len(shifts))[None, :] < groups[:, None] - 1, 0x20, 0)
+    keep = np.arange(len(shifts))[None, :] < groups[:, None]
+    text = (chunks[keep] + 48).astype(np.uint8).tobytes().decode("ascii")
+    ends = np.cumsum(np.bincount(np.repeat(np.arange(len(counts)), sizes), weights=groups, minlength=len(counts)))
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    return [text[a:b] for a, b in zip(starts.tolist(), ends.astype(np.int64).tolist(), strict=True)]
+
+
 def _to_coco_rle(rle: Rle) -> dict[str, Any]:
     counts = rle["counts"]
     return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}

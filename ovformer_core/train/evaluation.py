@@ -14,6 +14,7 @@ from torch import nn
 from ovformer_core.config import ModelConfig
 from ovformer_core.eval.ytvis import evaluate
 from ovformer_core.inference.dataset import merge_parts, read_dataset, segment_split
+from ovformer_core.inference.precision import Precision
 from ovformer_core.model.clip import ClipFrameEncoder, ClipTextEncoderFactory
 from ovformer_core.model.ovformer import OVFormer
 from ovformer_core.predictor import Predictor, segment_options_for
@@ -31,6 +32,7 @@ def evaluate_split(
     rank: int = 0,
     world_size: int = 1,
     barrier: Callable[[], None] = lambda: None,
+    precision: Precision = "auto",
 ) -> dict[str, float] | None:
     """Segment every validation video and evaluate; the model is put back in training mode after.
 
@@ -46,6 +48,7 @@ def evaluate_split(
         rank, world_size: under torchrun every process segments its share of the videos
             (``segment_split``); rank 0 merges and evaluates.
         barrier: waits for every process (a no-op for one process).
+        precision: the network's precision while segmenting (``SegmentOptions.precision``).
 
     Returns:
         The evaluator's 12 numbers by name (``AP``, ``AP50``, ...) on rank 0; None on the others.
@@ -64,7 +67,7 @@ def evaluate_split(
         frame_encoder,
         text_factory,
         model_id="training",
-        options=segment_options_for(model_cfg),
+        options=segment_options_for(model_cfg).updated(precision=precision),
         cache_dir=out_dir.parent / "vocab_cache",
     )
     was_training = model.training

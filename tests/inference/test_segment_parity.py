@@ -22,12 +22,14 @@ from tests.reference_fixtures import (
 )
 
 
-def run(video: bool, options: SegmentOptions, window: int) -> tuple[StreamingSegmenter, list[TrackResult]]:
+def run(
+    video: bool, options: SegmentOptions, window: int, background: bool | None = None
+) -> tuple[StreamingSegmenter, list[TrackResult]]:
     cfg = tiny_config(video=video)
     model = build_model(cfg).eval()
     checkpoint = load_weights(model, cfg, VIDEO_TINY / "model.pth")
     inputs = np.load(VIDEO_TINY / "inputs.npz")
-    segmenter = StreamingSegmenter(model, cfg, checkpoint.text_classifier, options)
+    segmenter = StreamingSegmenter(model, cfg, checkpoint.text_classifier, options, background_masks=background)
     for start in range(0, len(inputs["frames"]), window):
         stop = start + window
         segmenter.add_window(inputs["frames"][start:stop], inputs["clip_embeddings"][start:stop])
@@ -40,12 +42,15 @@ def decode(result: TrackResult) -> np.ndarray:
     return np.stack([mask_utils.decode(rle) for rle in result.rles]).astype(bool)
 
 
-@pytest.mark.parametrize("min_size", [None, 70])
-def test_semi_online_matches_official_final_result(min_size: int | None):
+@pytest.mark.parametrize(("min_size", "background"), [(None, False), (70, False), (None, True)])
+def test_semi_online_matches_official_final_result(min_size: int | None, background: bool):
     """The fixture ran without the mapper's resize; a shortest-edge target equal to the short side (70)
-    takes the resize path and must leave every number unchanged."""
+    takes the resize path and must leave every number unchanged; so must the mask worker thread."""
     segmenter, results = run(
-        True, SegmentOptions(mode="semi-online", top_k=50, min_size=min_size, precision="fp32"), window=5
+        True,
+        SegmentOptions(mode="semi-online", top_k=50, min_size=min_size, precision="fp32"),
+        window=5,
+        background=background,
     )
     assert segmenter.info is not None and segmenter.info.resized_size == (70, 100)
     matching = np.load(VIDEO_TINY / "matching.npz")["perms"]
@@ -72,12 +77,15 @@ def test_semi_online_matches_official_final_result(min_size: int | None):
     assert differing <= MASK_PIXEL_FRACTION * final["pred_masks"].size
 
 
-@pytest.mark.parametrize("window", [4, 12])
-def test_per_frame_zero_shot_matches_official_final_result(window, monkeypatch: pytest.MonkeyPatch):
-    """Window size and read-back chunking only change batching: results must be the same."""
+@pytest.mark.parametrize(("window", "background"), [(4, False), (12, True)])
+def test_per_frame_zero_shot_matches_official_final_result(window, background: bool, monkeypatch: pytest.MonkeyPatch):
+    """Window size, read-back chunking and the mask worker only change scheduling: results must be the same."""
     monkeypatch.setattr(segment_module, "STATS_FRAMES_PER_READ", 5)  # 12 frames: chunks of 5, 5, 2
     segmenter, results = run(
-        False, SegmentOptions(mode="per-frame", top_k=10, min_size=None, window=3, precision="fp32"), window
+        False,
+        SegmentOptions(mode="per-frame", top_k=10, min_size=None, window=3, precision="fp32"),
+        window,
+        background,
     )
     matching = np.load(ZEROSHOT_TINY / "matching.npz")["perms"]
     assert len(segmenter.tracks.permutations) == len(matching)

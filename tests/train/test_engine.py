@@ -85,6 +85,26 @@ def test_tiny_model_learns_the_shapes(shapes, tmp_path):
     assert final.text_classifier is not None and final.text_classifier.shape == (512, 4)
     events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert events, "TensorBoard events were not written"
+    # Issue 12's accuracy guard on a trained model: bf16 inference within 0.01 mAP of fp32.
+    model = build_model(cfg.model)
+    model.load_state_dict(final.state_dict)
+    scores = {
+        precision: evaluate_split(
+            model,
+            cfg.model,
+            ClipFrameEncoder.from_clip(clip),
+            ClipTextEncoderFactory(shapes["clip"], preloaded=clip),
+            shapes["json"],
+            shapes["root"],
+            "ytvis",
+            tmp_path / f"eval_{precision}",
+            precision=precision,
+        )
+        for precision in ("fp32", "bf16")
+    }
+    assert scores["fp32"] is not None and scores["bf16"] is not None
+    assert scores["fp32"]["AP"] == pytest.approx(outcome.eval_stats["AP"], abs=1e-9)  # the same path as training's
+    assert abs(scores["bf16"]["AP"] - scores["fp32"]["AP"]) <= 0.01, scores
 
 
 def _wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 240) -> None:

@@ -1,0 +1,80 @@
+"""bf16 against fp32 inference on a trained model, by mAP (issue 12's accuracy guard, goal 2).
+
+Trains the tiny model of the training test on the synthetic shapes videos (tests/train/synthetic.py),
+then segments the split in fp32 and in bf16 and scores both with our YouTube-VIS evaluator.
+The same check runs as a test (``tests/train/test_engine.py::test_tiny_model_learns_the_shapes``,
+bound 0.01 AP); this prints the figures.
+
+    python benchmarks/bench_bf16_map.py                 # 60 iterations, as the test
+    python benchmarks/bench_bf16_map.py --iters 200     # a better-trained model
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ovformer_core.checkpoints import read_checkpoint  # noqa: E402
+from ovformer_core.model.build import build_model  # noqa: E402
+from ovformer_core.model.clip import ClipFrameEncoder, ClipTextEncoderFactory, load_clip  # noqa: E402
+from ovformer_core.train.config import config_from_overrides  # noqa: E402
+from ovformer_core.train.engine import train  # noqa: E402
+from ovformer_core.train.evaluation import evaluate_split  # noqa: E402
+from tests.clip_fixtures import save_safetensors, tiny_clip  # noqa: E402
+from tests.train.conftest import tiny_train_overrides  # noqa: E402
+from tests.train.synthetic import write_shapes_dataset  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iters", type=int, default=60)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        shapes = {
+            "json": write_shapes_dataset(tmp / "shapes"),
+            "root": tmp / "shapes" / "frames",
+            "clip": save_safetensors(tiny_clip(), tmp / "clip.safetensors"),
+        }
+        overrides = tiny_train_overrides(shapes, tmp / "run", checkpoint_period=10**6, log_period=10**6)
+        overrides["optim"]["max_iter"] = args.iters
+        cfg = config_from_overrides(overrides)
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outcome = train(cfg)
+        print(f"trained {args.iters} iterations in {time.perf_counter() - started:.0f} s")
+        final = read_checkpoint(outcome.final_model)
+        model = build_model(cfg.model)
+        model.load_state_dict(final.state_dict)
+        clip = load_clip(shapes["clip"])
+        for precision in ("fp32", "bf16", "fp32", "bf16"):  # twice each: evaluation is deterministic
+            started = time.perf_counter()
+            stats = evaluate_split(
+                model,
+                cfg.model,
+                ClipFrameEncoder.from_clip(clip),
+                ClipTextEncoderFactory(shapes["clip"], preloaded=clip),
+                shapes["json"],
+                shapes["root"],
+                "ytvis",
+                tmp / f"eval_{precision}",
+                precision=precision,  # type: ignore[arg-type]
+            )
+            assert stats is not None
+            print(
+                f"{precision}: AP {stats['AP']:.4f} AP50 {stats['AP50']:.4f} AR10 {stats['AR10']:.4f} "
+                f"({time.perf_counter() - started:.1f} s)",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
