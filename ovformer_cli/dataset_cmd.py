@@ -10,17 +10,13 @@ from typing import Annotated, Any
 import typer
 
 from ovformer_cli.console import stdout, user_errors
-from ovformer_cli.lazy_commands import LazyGroup
+from ovformer_cli.lazy_commands import command_group
 from ovformer_core.config import LVIS_COMMON_BELOW, LVIS_RARE_BELOW
 
 # The dataset tools (numpy, the evaluator) are imported inside the commands: `ovformer --help` stays fast.
 
-dataset_app = typer.Typer(
-    help="Prepare dataset files: drop rare/novel categories, category info, split results by partition.",
-    no_args_is_help=True,
-    rich_markup_mode=None,  # as the main app: flags print as flags
-    add_completion=False,  # built on its own when first used (lazy_commands): no completion options of its own
-    cls=LazyGroup,  # its commands are defined below; for the group's --help flag, see LazyGroup.get_help_option
+dataset_app = command_group(
+    "Prepare dataset files: drop rare/novel categories, category info, split results by partition."
 )
 
 AnnPath = Annotated[

@@ -134,3 +134,14 @@ class LazyGroup(TyperGroup):
         limit = formatter.width - 6 - max(len(name) for name, _ in listed)
         with formatter.section("Commands"):
             formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in listed])
+
+
+def command_group(help_text: str, epilog: str | None = None) -> typer.Typer:
+    """A nested command group (``ovformer dataset ...``), set up as the main app is.
+
+    Flags print as flags (no rich markup); no completion options of its own (it is built on its own
+    when first used); ``LazyGroup`` for the group's ``--help`` flag (see ``LazyGroup.get_help_option``).
+    """
+    return typer.Typer(
+        help=help_text, no_args_is_help=True, rich_markup_mode=None, add_completion=False, cls=LazyGroup, epilog=epilog
+    )

@@ -8,15 +8,11 @@ import typer
 
 from ovformer_cli.console import stdout, user_errors
 from ovformer_cli.exit_status import EXIT_STATUS_HELP
-from ovformer_cli.lazy_commands import LazyGroup
+from ovformer_cli.lazy_commands import command_group
 
-weights_app = typer.Typer(
-    help="The weight files in the cache ($OVFORMER_HOME, default ~/.cache/ovformer): list them, download them.",
-    no_args_is_help=True,
-    rich_markup_mode=None,  # as the main app: flags print as flags
-    add_completion=False,  # built on its own when first used (lazy_commands): no completion options of its own
-    cls=LazyGroup,  # its commands are defined below; for the group's --help flag, see LazyGroup.get_help_option
-    epilog=EXIT_STATUS_HELP,
+weights_app = command_group(
+    "The weight files in the cache ($OVFORMER_HOME, default ~/.cache/ovformer): list them, download them.",
+    EXIT_STATUS_HELP,
 )
 
 

@@ -21,16 +21,10 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch.distributed as dist
-
-from ovformer_core.config import ModelConfig
 from ovformer_core.devices import ProcessGroup, choose_device, process_group
 from ovformer_core.errors import OutputError, OVFormerError, ResultsError, VideoError
-from ovformer_core.inference.dataset import DatasetVideo, iter_segment_split, merge_parts, read_dataset
-from ovformer_core.inference.precision import Precision
-from ovformer_core.inference.segment import Mode, SegmentOptions
 from ovformer_core.io.outputs import (
     OUTPUT_FORMATS,
     RESULT,
@@ -42,7 +36,14 @@ from ovformer_core.io.outputs import (
 )
 from ovformer_core.io.results import VideoResult, load_result, write_result_json
 from ovformer_core.io.video import ReadOptions, SourceSpec, open_source, resolve_inputs
-from ovformer_core.predictor import Predictor, SegmentProgress, VocabularySpec, load_model, segment_options_for
+
+if TYPE_CHECKING:  # the model code (torch, timm, open_clip) is imported when the model is needed: a batch
+    # whose inputs are all missing, skipped or done says so in a moment
+    from ovformer_core.config import ModelConfig
+    from ovformer_core.inference.dataset import DatasetVideo
+    from ovformer_core.inference.precision import Precision
+    from ovformer_core.inference.segment import Mode, SegmentOptions
+    from ovformer_core.predictor import Predictor, SegmentProgress, VocabularySpec
 
 log = logging.getLogger("ovformer")
 
@@ -82,6 +83,8 @@ class ModelSpec:
         device = self.device
         if group is not None and group.is_distributed:
             device = str(choose_device(device, group.local_rank))
+        from ovformer_core.predictor import load_model
+
         return load_model(
             self.model,
             self.weights,
@@ -127,6 +130,8 @@ class BatchOptions:
 
     def segment_options(self, cfg: ModelConfig) -> SegmentOptions:
         """The model's inference rule with this batch's changes."""
+        from ovformer_core.predictor import segment_options_for
+
         return segment_options_for(cfg).updated(
             mode=self.mode,
             window=self.window,
@@ -314,6 +319,8 @@ def iter_segment_batch(
             if result is None:
                 source = open_source(spec, options.read)  # probes first: a corrupt input fails without the model
                 if model is None:
+                    from ovformer_core.predictor import SegmentProgress
+
                     predictor = load()
                     model = (predictor, predictor.vocabulary(vocabulary))
                 predictor, vocab = model
@@ -370,6 +377,8 @@ class DatasetOptions:
 
     def segment_options(self, cfg: ModelConfig) -> SegmentOptions:
         """The model's inference rule with these changes, every candidate kept (the evaluator ranks them)."""
+        from ovformer_core.predictor import segment_options_for
+
         return segment_options_for(cfg).updated(
             score_threshold=0.0, top_k=self.top_k, min_size=self.min_size, window=self.window, precision=self.precision
         )
@@ -430,6 +439,10 @@ def iter_segment_dataset(
         OVFormerError: ``frames_root`` is not a folder, the results folder cannot be written, or the
             model cannot be loaded.
     """
+    import torch.distributed as dist
+
+    from ovformer_core.inference.dataset import iter_segment_split, merge_parts, read_dataset
+
     options = options or DatasetOptions()
     group = group or ProcessGroup()
     results_path = Path(results_path)

@@ -46,7 +46,7 @@ def prefer_passive_wait(environ: MutableMapping[str, str] | None = None) -> bool
     return env[WAIT_POLICY_VAR].strip().upper() == PASSIVE_WAIT_POLICY
 
 
-def set_threads(threads: int | None) -> int:
+def set_threads(threads: int | None) -> int | None:
     """Set the number of intra-op CPU threads of torch (``--threads``).
 
     Args:
@@ -54,8 +54,11 @@ def set_threads(threads: int | None) -> int:
             number of physical cores).
 
     Returns:
-        The number of intra-op threads now in use.
+        The number of intra-op threads now in use; None when ``threads`` is None and torch is not imported
+        yet (it is not imported for that: a command that fails before any model work stays quick).
     """
+    if threads is None and "torch" not in sys.modules:
+        return None
     import torch
 
     if threads is not None:

@@ -12,12 +12,12 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING, TypeVar
 
 from ovformer_core.errors import OVFormerError
+
+if TYPE_CHECKING:  # torch is imported when a device is chosen: a batch of missing inputs never needs it
+    import torch
 
 T = TypeVar("T")
 
@@ -66,6 +66,8 @@ def choose_device(
     Raises:
         error: an unknown device, or CUDA asked for on a machine without it.
     """
+    import torch
+
     name = name or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
@@ -85,6 +87,8 @@ def process_group(group: ProcessGroup, device: torch.device) -> Iterator[None]:
 
     Nothing happens for a single process or when the group is already joined (then its owner leaves it).
     """
+    import torch.distributed as dist
+
     if not group.is_distributed or dist.is_initialized():
         yield
         return

@@ -151,3 +151,17 @@ def test_every_command_help_imports_nothing_heavy() -> None:
     assert any(command.startswith("dataset ") for command in report["commands"])
     # Each command whose help first imported a heavy library (or failed), with those libraries.
     assert report["pulled"] == {}
+
+
+def test_segment_with_only_missing_inputs_answers_without_the_model_code(tmp_path) -> None:
+    """A batch whose every input is missing needs no network: torch, timm and open_clip stay unimported."""
+    missing = tmp_path / "nothere.mp4"
+    proc = _run_python(
+        "-X", "importtime", "-m", "ovformer_cli", "segment", str(missing), "--vocab", "cat", "-o", str(tmp_path / "o")
+    )
+    assert proc.returncode == 1
+    assert f"{missing} does not exist; check the path" in proc.stderr
+    imported = _imported_top_level(proc.stderr)
+    assert "ovformer_core" in imported  # the log was read: the batch ran
+    assert sorted(imported & {"torch", "timm", "open_clip", "scipy"}) == []
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
