@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import ovformer_core.inference.mask_writer as mask_writer  # noqa: E402
 from ovformer_core.checkpoints import read_checkpoint  # noqa: E402
 from ovformer_core.model.build import build_model  # noqa: E402
 from ovformer_core.model.clip import ClipFrameEncoder, ClipTextEncoderFactory, load_clip  # noqa: E402
@@ -30,6 +31,21 @@ from ovformer_core.train.evaluation import evaluate_split  # noqa: E402
 from tests.clip_fixtures import save_safetensors, tiny_clip  # noqa: E402
 from tests.train.conftest import tiny_train_overrides  # noqa: E402
 from tests.train.synthetic import write_shapes_dataset  # noqa: E402
+
+
+class MapCounter:
+    """Counts the (query, frame) mask maps with any foreground, i.e. those the mask writer upsamples."""
+
+    def __init__(self) -> None:
+        self.present = 0
+        self.total = 0
+        self._columns = mask_writer.mask_columns
+
+    def __call__(self, mask_logits, info):
+        columns, present = self._columns(mask_logits, info)
+        self.present += int(present.sum())
+        self.total += present.numel()
+        return columns, present
 
 
 def main() -> None:
@@ -51,10 +67,13 @@ def main() -> None:
             warnings.simplefilter("ignore")
             outcome = train(cfg)
         print(f"trained {args.iters} iterations in {time.perf_counter() - started:.0f} s")
+        assert outcome.final_model is not None
         final = read_checkpoint(outcome.final_model)
         model = build_model(cfg.model)
         model.load_state_dict(final.state_dict)
         clip = load_clip(shapes["clip"])
+        counter = MapCounter()
+        mask_writer.mask_columns = counter
         for precision in ("fp32", "bf16", "fp32", "bf16"):  # twice each: evaluation is deterministic
             started = time.perf_counter()
             stats = evaluate_split(
@@ -66,7 +85,7 @@ def main() -> None:
                 shapes["root"],
                 "ytvis",
                 tmp / f"eval_{precision}",
-                precision=precision,  # type: ignore[arg-type]
+                precision=precision,
             )
             assert stats is not None
             print(
@@ -74,6 +93,10 @@ def main() -> None:
                 f"({time.perf_counter() - started:.1f} s)",
                 flush=True,
             )
+        print(
+            f"mask maps with any foreground (upsampled; the rest skipped): {counter.present} of {counter.total} "
+            f"({counter.present / max(counter.total, 1):.0%}; {cfg.model.decoder.num_queries} queries)"
+        )
 
 
 if __name__ == "__main__":
