@@ -27,7 +27,6 @@ from torch import Tensor
 
 from ovformer_core.config import ModelConfig
 from ovformer_core.errors import OVFormerError
-from ovformer_core.inference.mask_store import MaskStore
 from ovformer_core.inference.mask_writer import MAX_PENDING_CLIPS, MaskWriter
 from ovformer_core.inference.postprocess import pair_scores, top_k_pairs
 from ovformer_core.inference.precision import Precision, autocast_dtype, resolve_precision
@@ -185,7 +184,6 @@ class StreamingSegmenter:
         pending = MAX_PENDING_CLIPS * (options.window if options.mode == "per-frame" else 1)
         background = self.device.type == "cuda" if background_masks is None else background_masks
         self.masks = MaskWriter(self.device, max_pending=pending, background=background)
-        self.store: MaskStore | None = None
         self.stats = _FrameStats() if options.mode == "per-frame" else None
         self.info: PreprocessInfo | None = None
 
@@ -269,14 +267,14 @@ class StreamingSegmenter:
     # -- end of video -------------------------------------------------------------------------
     def finish(self) -> list[TrackResult]:
         """Choose the top-k (track, class) pairs and assemble their per-frame RLEs."""
-        self.store = self.masks.finish()
-        if self.store is None:
+        store = self.masks.finish()
+        if store is None:
             return []
         class_logits, object_logits = self.tracks.mean_logits()
         scores, labels, slots = top_k_pairs(pair_scores(class_logits, object_logits), self.options.top_k)
         scores_np = scores.double().cpu().numpy()
         labels_np, slots_np = labels.cpu().numpy(), slots.cpu().numpy()
-        num_frames = len(self.store)
+        num_frames = len(store)
         keep_frame = np.ones((len(slots_np), num_frames), dtype=bool)
         if self.stats is not None:
             per_frame = self.stats.pair_scores_over_frames(slots_np, labels_np)  # [K, F]
@@ -290,7 +288,7 @@ class StreamingSegmenter:
             if scores_np[k] < self.options.score_threshold:
                 continue
             slot = int(slots_np[k])
-            rles = [self.store.rle(f, slot) if keep_frame[k, f] else self.store.empty_rle(f) for f in range(num_frames)]
+            rles = [store.rle(f, slot) if keep_frame[k, f] else store.empty_rle(f) for f in range(num_frames)]
             results.append(TrackResult(slot=slot, label=int(labels_np[k]), score=float(scores_np[k]), rles=rles))
         return results
 
