@@ -24,13 +24,10 @@ sys.path.insert(0, str(ROOT))
 import ovformer_core.inference.mask_writer as mask_writer  # noqa: E402
 from ovformer_core.checkpoints import read_checkpoint  # noqa: E402
 from ovformer_core.model.build import build_model  # noqa: E402
-from ovformer_core.model.clip import ClipFrameEncoder, ClipTextEncoderFactory, load_clip  # noqa: E402
 from ovformer_core.train.config import config_from_overrides  # noqa: E402
 from ovformer_core.train.engine import train  # noqa: E402
-from ovformer_core.train.evaluation import evaluate_split  # noqa: E402
-from tests.clip_fixtures import save_safetensors, tiny_clip  # noqa: E402
-from tests.train.conftest import tiny_train_overrides  # noqa: E402
-from tests.train.synthetic import write_shapes_dataset  # noqa: E402
+from tests.train.conftest import evaluate_on_shapes, tiny_train_overrides  # noqa: E402
+from tests.train.synthetic import write_shapes_task  # noqa: E402
 
 
 class MapCounter:
@@ -54,11 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        shapes = {
-            "json": write_shapes_dataset(tmp / "shapes"),
-            "root": tmp / "shapes" / "frames",
-            "clip": save_safetensors(tiny_clip(), tmp / "clip.safetensors"),
-        }
+        shapes = write_shapes_task(tmp / "shapes")
         overrides = tiny_train_overrides(shapes, tmp / "run", checkpoint_period=10**6, log_period=10**6)
         overrides["optim"]["max_iter"] = args.iters
         cfg = config_from_overrides(overrides)
@@ -71,23 +64,11 @@ def main() -> None:
         final = read_checkpoint(outcome.final_model)
         model = build_model(cfg.model)
         model.load_state_dict(final.state_dict)
-        clip = load_clip(shapes["clip"])
         counter = MapCounter()
         mask_writer.mask_columns = counter
         for precision in ("fp32", "bf16", "fp32", "bf16"):  # twice each: evaluation is deterministic
             started = time.perf_counter()
-            stats = evaluate_split(
-                model,
-                cfg.model,
-                ClipFrameEncoder.from_clip(clip),
-                ClipTextEncoderFactory(shapes["clip"], preloaded=clip),
-                shapes["json"],
-                shapes["root"],
-                "ytvis",
-                tmp / f"eval_{precision}",
-                precision=precision,
-            )
-            assert stats is not None
+            stats = evaluate_on_shapes(model, cfg.model, shapes, tmp / f"eval_{precision}", precision)
             print(
                 f"{precision}: AP {stats['AP']:.4f} AP50 {stats['AP50']:.4f} AR10 {stats['AR10']:.4f} "
                 f"({time.perf_counter() - started:.1f} s)",

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from ovformer_core.io.results import Track, VideoResult
-from tests.clip_fixtures import save_safetensors, tiny_clip
-from tests.train.synthetic import write_shapes_dataset
+from tests.train.synthetic import write_shapes_task
 
 #: Grey levels of the frame-id strip: 8 levels apart so lossy codecs (error ~1-3) cannot confuse them.
 _CODE_BASE, _CODE_STEP, _CODE_PERIOD = 10, 8, 31
@@ -205,9 +204,4 @@ def identify_frame() -> Callable[[np.ndarray], int]:
 @pytest.fixture(scope="session")
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Synthetic training videos of moving shapes (tests/train/synthetic.py) and a tiny CLIP, written once."""
-    root = tmp_path_factory.mktemp("shapes")
-    return {
-        "json": write_shapes_dataset(root),
-        "root": root / "frames",
-        "clip": save_safetensors(tiny_clip(), root / "clip.safetensors"),
-    }
+    return write_shapes_task(tmp_path_factory.mktemp("shapes"))

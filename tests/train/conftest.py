@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from torch import nn
+
+from ovformer_core.config import ModelConfig
+from ovformer_core.inference.precision import Precision
+from ovformer_core.model.clip import ClipFrameEncoder, ClipTextEncoderFactory, load_clip
+from ovformer_core.train.evaluation import evaluate_split
 
 
 def tiny_train_overrides(shapes: dict[str, Path], output_dir: Path, **run: Any) -> dict[str, Any]:
@@ -44,6 +50,26 @@ def tiny_train_overrides(shapes: dict[str, Path], output_dir: Path, **run: Any) 
         },
     }
     return overrides
+
+
+def evaluate_on_shapes(
+    model: nn.Module, model_cfg: ModelConfig, shapes: dict[str, Path], out_dir: Path, precision: Precision = "auto"
+) -> dict[str, float]:
+    """``evaluate_split`` of ``model`` on the shapes videos (YouTube-VIS metrics), with the task's tiny CLIP."""
+    clip = load_clip(shapes["clip"])
+    stats = evaluate_split(
+        model,
+        model_cfg,
+        ClipFrameEncoder.from_clip(clip),
+        ClipTextEncoderFactory(shapes["clip"], preloaded=clip),
+        shapes["json"],
+        shapes["root"],
+        "ytvis",
+        out_dir,
+        precision=precision,
+    )
+    assert stats is not None  # one process: rank 0
+    return stats
 
 
 def write_config(path: Path, overrides: dict[str, Any]) -> Path:

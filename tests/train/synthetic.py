@@ -13,6 +13,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from tests.clip_fixtures import save_safetensors, tiny_clip
+
 CATEGORIES = ({"id": 3, "name": "red square"}, {"id": 5, "name": "green disk"}, {"id": 8, "name": "blue bar"})
 COLOURS = {3: (220, 40, 40), 5: (40, 200, 60), 8: (40, 70, 230)}
 
@@ -125,3 +127,12 @@ def write_shapes_images(root: Path, num_images: int = 4, seed: int = 1) -> Path:
     path = root / "images.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": list(CATEGORIES)}))
     return path
+
+
+def write_shapes_task(root: Path) -> dict[str, Path]:
+    """The shapes dataset and a tiny CLIP under ``root``: ``{"json", "root" (frames), "clip"}``."""
+    return {
+        "json": write_shapes_dataset(root),
+        "root": root / "frames",
+        "clip": save_safetensors(tiny_clip(), root / "clip.safetensors"),
+    }

@@ -17,13 +17,11 @@ import torch
 from ovformer_core.checkpoints import read_checkpoint
 from ovformer_core.errors import TrainingError
 from ovformer_core.model.build import build_model
-from ovformer_core.model.clip import ClipFrameEncoder, ClipTextEncoderFactory, load_clip
 from ovformer_core.train import engine
 from ovformer_core.train.config import config_from_overrides
 from ovformer_core.train.engine import train
-from ovformer_core.train.evaluation import evaluate_split
 from ovformer_core.train.metrics_log import read_metrics
-from tests.train.conftest import tiny_train_overrides, write_config
+from tests.train.conftest import evaluate_on_shapes, tiny_train_overrides, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 #: One thread per process so float rounding does not depend on how work is split between threads.
@@ -59,19 +57,9 @@ def test_tiny_model_learns_the_shapes(shapes, tmp_path):
     # The same network untrained, evaluated by the same path.
     torch.manual_seed(cfg.run.seed)
     untrained = build_model(cfg.model).train()
-    clip = load_clip(shapes["clip"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        before = evaluate_split(
-            untrained,
-            cfg.model,
-            ClipFrameEncoder.from_clip(clip),
-            ClipTextEncoderFactory(shapes["clip"], preloaded=clip),
-            shapes["json"],
-            shapes["root"],
-            "ytvis",
-            tmp_path / "untrained_eval",
-        )
+        before = evaluate_on_shapes(untrained, cfg.model, shapes, tmp_path / "untrained_eval")
         outcome = train(cfg)
     assert before["AP"] < 0.05
     assert outcome.status == "finished" and outcome.iteration == 60
@@ -89,20 +77,9 @@ def test_tiny_model_learns_the_shapes(shapes, tmp_path):
     model = build_model(cfg.model)
     model.load_state_dict(final.state_dict)
     scores = {
-        precision: evaluate_split(
-            model,
-            cfg.model,
-            ClipFrameEncoder.from_clip(clip),
-            ClipTextEncoderFactory(shapes["clip"], preloaded=clip),
-            shapes["json"],
-            shapes["root"],
-            "ytvis",
-            tmp_path / f"eval_{precision}",
-            precision=precision,
-        )
+        precision: evaluate_on_shapes(model, cfg.model, shapes, tmp_path / f"eval_{precision}", precision)
         for precision in ("fp32", "bf16")
     }
-    assert scores["fp32"] is not None and scores["bf16"] is not None
     assert scores["fp32"]["AP"] == pytest.approx(outcome.eval_stats["AP"], abs=1e-9)  # the same path as training's
     assert abs(scores["bf16"]["AP"] - scores["fp32"]["AP"]) <= 0.01, scores
 
