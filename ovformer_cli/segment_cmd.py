@@ -232,12 +232,13 @@ def segment(
     from ovformer_core.io.video import ReadOptions
 
     set_threads(threads)
+    precision_name = cast("PrecisionName", precision.value)
     model_spec = ModelSpec(
         model,
         weights,
         clip_weights,
         device=device,
-        precision=cast("PrecisionName", precision.value),
+        precision=precision_name,
         allow_download=not offline,
         progress=not quiet,
     )
@@ -247,7 +248,7 @@ def segment(
             raise OVFormerError("give either input videos or --dataset, not both")
         if frames_root is None:
             raise OVFormerError("--dataset needs --frames-root, the folder its file_names are relative to")
-        split_options = DatasetOptions(top_k, min_size, window, cast("PrecisionName", precision.value))
+        split_options = DatasetOptions(top_k, min_size, window, precision_name)
         results_path, parameter = (results, "results") if results is not None else (out_dir / "results.json", "out_dir")
         run_split(dataset, frames_root, results_path, parameter, model_spec, split_options, group, quiet)
         return
@@ -263,7 +264,7 @@ def segment(
         top_k=top_k,
         score_threshold=threshold,
         min_size=min_size,
-        precision=cast("PrecisionName", precision.value),
+        precision=precision_name,
     )
     tables = not quiet and not json_summary
     bar = FrameProgress(quiet or json_summary)
