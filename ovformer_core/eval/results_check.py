@@ -9,6 +9,7 @@ absent from the ground truth, which the official evaluators ignore too (they are
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain, compress, repeat
 from operator import eq, itemgetter
@@ -19,9 +20,10 @@ import numpy as np
 from ovformer_core.errors import ResultsError
 from ovformer_core.eval.full_results import is_full_result, ytvis_results_of
 from ovformer_core.eval.ground_truth import GroundTruth
+from ovformer_core.eval.results_typed import ResultColumns, decode_result_columns
 from ovformer_core.eval.rle import FlatMasks, Rle, SegmentationError, normalise_track
 from ovformer_core.io.dataset_json import MAX_ID, is_id
-from ovformer_core.io.json_input import brief, finite_float, read_json
+from ovformer_core.io.json_input import brief, finite_float, parse_json_text, read_json, read_json_bytes
 from ovformer_core.io.rle import scan_rles
 
 _RESULT_KEYS = ("video_id", "category_id", "score", "segmentations")
@@ -55,9 +57,40 @@ def load_results(source: str | os.PathLike[str] | list[Any]) -> list[Any]:
 
     A full ovformer result file (``NAME.json``, ``NAME.reviewed.json``) is read as its YouTube-VIS list.
     """
-    results = read_json(source, "results file", ResultsError) if isinstance(source, (str, os.PathLike)) else source
+    if isinstance(source, (str, os.PathLike)):
+        return _results_list(read_json(source, "results file", ResultsError), str(source))
+    return _results_list(source, "results")
+
+
+def read_checked_results(source: str | os.PathLike[str] | list[Any], gt: GroundTruth) -> Detections:
+    """``check_results(load_results(source), gt)``; a file of the usual shape is decoded straight to columns.
+
+    Raises:
+        ResultsError: as ``load_results`` and ``check_results``.
+    """
+    if not isinstance(source, (str, os.PathLike)):
+        return check_results(load_results(source), gt)
+    data, where = read_json_bytes(source, "results file", ResultsError)
+    columns = decode_result_columns(data)
+    if columns is not None:
+        sizes, counts = columns.sizes, columns.counts
+        detections = _detections_in_bulk(
+            columns,
+            gt,
+            tuple,
+            lambda keep: [
+                {"size": [h, w], "counts": c} for (h, w), c in compress(zip(sizes, counts, strict=True), keep)
+            ],
+        )
+        if detections is not None:
+            return detections
+    del columns
+    return check_results(_results_list(parse_json_text(data, where, ResultsError), str(source)), gt)
+
+
+def _results_list(results: Any, where: str) -> list[Any]:
     if is_full_result(results):
-        results = ytvis_results_of(results, str(source) if isinstance(source, (str, os.PathLike)) else "results")
+        results = ytvis_results_of(results, where)
     if not isinstance(results, list):
         raise ResultsError(
             f"results must be a list of per-video predictions, not {type(results).__name__}; "
@@ -141,20 +174,8 @@ def _check_in_bulk(results: list[Any], gt: GroundTruth) -> Detections | None:
     )
     if set(map(type, video_ids)) - {int} or set(map(type, category_ids)) - {int} or set(map(type, segs)) - {list}:
         return None
-    if category_ids and not (-MAX_ID - 1 <= min(category_ids) and max(category_ids) <= MAX_ID):
+    if set(map(type, scores)) - {float, int}:
         return None
-    video_of = list(map(gt.video_index().get, video_ids))
-    if None in video_of or set(map(type, scores)) - {float, int}:
-        return None
-    try:
-        score = np.array(list(map(float, scores)), dtype=np.float64)  # float() as finite_float converts
-    except OverflowError:
-        return None
-    video = np.array(video_of, dtype=np.int64)
-    num_frames = np.array(list(map(len, segs)), dtype=np.int64)
-    if not np.isfinite(score).all() or not np.array_equal(num_frames, gt.num_frames[video]):
-        return None
-
     flat = list(chain.from_iterable(segs))
     is_present = np.fromiter(map(bool, flat), dtype=bool, count=len(flat))
     present = list(compress(flat, is_present.tolist()))
@@ -165,15 +186,53 @@ def _check_in_bulk(results: list[Any], gt: GroundTruth) -> Detections | None:
         counts = list(map(itemgetter("counts"), present))
     except KeyError:
         return None
+    if set(map(type, counts)) - {str}:
+        return None
+    columns = ResultColumns(
+        video_ids=video_ids,
+        category_ids=category_ids,
+        scores=scores,
+        num_frames=np.fromiter(map(len, segs), dtype=np.int64, count=len(segs)),
+        is_present=is_present,
+        sizes=sizes,
+        counts=counts,
+    )
+    return _detections_in_bulk(columns, gt, list, lambda keep: list(compress(present, keep)))
+
+
+def _detections_in_bulk(
+    columns: ResultColumns, gt: GroundTruth, size_type: type, masks_kept: Callable[[list[bool]], list[Rle]]
+) -> Detections | None:
+    """The Detections of well-typed columns when every value passes its check, else None.
+
+    Args:
+        size_type: ``list`` or ``tuple``, the type of ``columns.sizes``' items (they are compared with the
+            video's frame size as that type).
+        masks_kept: the RLE dicts of the masks whose flag is set, in order.
+    """
+    video_ids, category_ids = columns.video_ids, columns.category_ids
+    if category_ids and not (-MAX_ID - 1 <= min(category_ids) and max(category_ids) <= MAX_ID):
+        return None
+    video_of = list(map(gt.video_index().get, video_ids))
+    if None in video_of:
+        return None
+    try:
+        score = np.array(list(map(float, columns.scores)), dtype=np.float64)  # float() as finite_float converts
+    except OverflowError:
+        return None
+    video = np.array(video_of, dtype=np.int64)
+    num_frames, is_present = columns.num_frames, columns.is_present
+    if not np.isfinite(score).all() or not np.array_equal(num_frames, gt.num_frames[video]):
+        return None
     entry_start = np.concatenate([[0], np.cumsum(num_frames)])
     present_before = np.concatenate([[0], np.cumsum(is_present)])
     per_entry = present_before[entry_start[1:]] - present_before[entry_start[:-1]]  # [N]
-    owner = np.repeat(np.arange(len(results)), per_entry)
-    frame_sizes = [[int(h), int(w)] for h, w in zip(gt.heights.tolist(), gt.widths.tolist(), strict=True)]
+    owner = np.repeat(np.arange(len(video_ids)), per_entry)
+    frame_sizes = [size_type((int(h), int(w))) for h, w in zip(gt.heights.tolist(), gt.widths.tolist(), strict=True)]
     expected = chain.from_iterable(map(repeat, map(frame_sizes.__getitem__, video.tolist()), per_entry.tolist()))
-    if set(map(type, counts)) - {str} or not all(counts) or not all(map(eq, sizes, expected)):
+    if not all(columns.counts) or not all(map(eq, columns.sizes, expected)):
         return None
-    scan = scan_rles(counts, (gt.heights * gt.widths)[video[owner]])
+    scan = scan_rles(columns.counts, (gt.heights * gt.widths)[video[owner]])
     if scan.problem is not None:
         return None
 
@@ -188,13 +247,13 @@ def _check_in_bulk(results: list[Any], gt: GroundTruth) -> Detections | None:
         score=score[known],
         file_index=np.flatnonzero(known).astype(np.int64),
         masks=FlatMasks(
-            rles=list(compress(present, keep.tolist())),
+            rles=masks_kept(keep.tolist()),
             frame=frame.astype(np.int64),
             area=scan.areas[keep],
             track_start=np.concatenate([[0], np.cumsum(kept_per_entry)]).astype(np.int64),
         ),
-        num_results=len(results),
-        num_unknown_category=int(len(results) - known.sum()),
+        num_results=len(video_ids),
+        num_unknown_category=int(len(video_ids) - known.sum()),
     )
 
 

@@ -21,7 +21,7 @@ from ovformer_core.eval.accumulate import MatchedDetections, accumulate
 from ovformer_core.eval.ground_truth import GroundTruth, load_ground_truth
 from ovformer_core.eval.matching import greedy_match
 from ovformer_core.eval.protocols import BenchmarkRules, EvalParams, rules_for
-from ovformer_core.eval.results_check import Detections, check_results, load_results
+from ovformer_core.eval.results_check import Detections, read_checked_results
 from ovformer_core.eval.summary import EvalResult, summary_stats
 from ovformer_core.eval.video_iou import block_ious
 from ovformer_core.io.json_input import collector_paused
@@ -143,7 +143,7 @@ def _evaluate(
     params = params or EvalParams()
     ground_truth = gt if isinstance(gt, GroundTruth) else load_ground_truth(gt)
     groups = _group_positions(ground_truth, rules)
-    dets = check_results(load_results(results), ground_truth)
+    dets = read_checked_results(results, ground_truth)
     notes = _input_warnings(ground_truth, dets)
 
     num_categories = len(ground_truth.category_ids)

@@ -247,6 +247,24 @@ def _parse_strict(data: str | bytes, where: str, error: type[OVFormerError]) -> 
         raise error(f"{where} is too large to parse in the memory available") from None
 
 
+def read_json_bytes(path: str | os.PathLike[str], what: str, error: type[OVFormerError]) -> tuple[bytes, str]:
+    """The bytes of the JSON file at ``path`` and the words naming it in messages (``"<what> <path>"``).
+
+    Raises:
+        error: missing, a folder, a broken link, a link loop, unreadable (see ``read_json``).
+    """
+    file = check_input_path(path, what, error, kind="file")
+    where = f"{what} {file}"
+    try:
+        return file.read_bytes(), where
+    except PermissionError:
+        raise error(f"{where} cannot be read (permission denied); check its permissions") from None
+    except MemoryError:
+        raise error(f"{where} is too large to read into memory") from None
+    except OSError as err:
+        raise error(f"{where} cannot be read ({err.strerror or err}); check the file") from None
+
+
 def read_json(path: str | os.PathLike[str], what: str, error: type[OVFormerError]) -> Any:
     """Read and parse the JSON file at ``path`` with one-line errors naming it.
 
@@ -259,14 +277,5 @@ def read_json(path: str | os.PathLike[str], what: str, error: type[OVFormerError
         error: ``"<what> <path> <what is wrong>; <what to do>"``: missing, a folder, a broken link, a
             link loop, unreadable, not UTF-8, not plain JSON (see ``parse_json_text``).
     """
-    file = check_input_path(path, what, error, kind="file")
-    where = f"{what} {file}"
-    try:
-        data = file.read_bytes()
-    except PermissionError:
-        raise error(f"{where} cannot be read (permission denied); check its permissions") from None
-    except MemoryError:
-        raise error(f"{where} is too large to read into memory") from None
-    except OSError as err:
-        raise error(f"{where} cannot be read ({err.strerror or err}); check the file") from None
+    data, where = read_json_bytes(path, what, error)
     return parse_json_text(data, where, error)

@@ -1,0 +1,93 @@
+"""The usual results file decoded straight into typed columns, without building its JSON tree.
+
+A results file is tens of megabytes of one shape: a list of ``{"video_id": int, "category_id": int,
+"score": number, "segmentations": [{"size": [h, w], "counts": str} or null, ...]}``. msgspec decodes
+that shape in C into small records, checking every type on the way, in about half the time a generic
+parser takes to build the dicts. Anything else (another shape, an extra key, a key given twice, text
+the strict parser would read differently) gives None here and goes through ``parse_json_text``
+and the entry-by-entry checks, which decide and name the problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+
+import msgspec
+import numpy as np
+
+from ovformer_core.io.json_input import collector_paused
+
+
+class _Mask(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    size: tuple[int, int]
+    counts: str
+
+
+class _Result(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    video_id: int
+    category_id: int
+    # An int stays an int, so that its conversion to float is Python's, as on the generic path.
+    score: float | int
+    segmentations: list[_Mask | None]
+
+
+_DECODER = msgspec.json.Decoder(list[_Result])
+#: ``:`` written as an escape inside a string (JSON hex digits may be either case).
+_ESCAPED_COLONS = (b"\\u003a", b"\\u003A")
+#: Keys of a result and of a mask: each is followed by one ``:`` outside strings.
+_RESULT_KEYS, _MASK_KEYS = 4, 2
+
+
+@dataclass(frozen=True)
+class ResultColumns:
+    """The fields of every result, as decoded (nothing checked against the ground truth yet).
+
+    Attributes:
+        video_ids, category_ids, scores: one per result.
+        num_frames: int64 ``[N]`` segmentations per result.
+        is_present: bool ``[F]`` over all results' segmentations end to end: a mask, not null.
+        sizes, counts: of every mask (``is_present``), in order.
+    """
+
+    video_ids: list[int]
+    category_ids: list[int]
+    scores: list[float | int]
+    num_frames: np.ndarray
+    is_present: np.ndarray
+    sizes: list[tuple[int, int]]
+    counts: list[str]
+
+
+def decode_result_columns(data: bytes) -> ResultColumns | None:
+    """The columns of a results file of the usual shape, or None (see the module docstring).
+
+    msgspec keeps the last of a repeated key where the strict parser refuses the file, so repeats are
+    ruled out by counting: every key of the decoded records is followed by one ``:`` outside strings,
+    and the only strings that may hold a ``:`` are the counts, so the text must hold exactly
+    4 per result + 2 per mask + those in the counts. An escaped colon (``\\u003a``) could hide one, so
+    such text is left to the generic path.
+    """
+    if b"\\u" in data and any(escaped in data for escaped in _ESCAPED_COLONS):
+        return None
+    try:
+        with collector_paused():
+            records = _DECODER.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    segmentations = [r.segmentations for r in records]
+    flat = list(chain.from_iterable(segmentations))
+    present: list[_Mask] = list(filter(None, flat))
+    counts = [m.counts for m in present]
+    colons = _RESULT_KEYS * len(records) + _MASK_KEYS * len(present) + "".join(counts).count(":")
+    if data.count(b":") != colons:
+        return None
+    return ResultColumns(
+        video_ids=[r.video_id for r in records],
+        category_ids=[r.category_id for r in records],
+        scores=[r.score for r in records],
+        num_frames=np.fromiter(map(len, segmentations), dtype=np.int64, count=len(records)),
+        is_present=np.fromiter((m is not None for m in flat), dtype=bool, count=len(flat)),
+        sizes=[m.size for m in present],
+        counts=counts,
+    )
