@@ -9,7 +9,7 @@ absent from the ground truth, which the official evaluators ignore too (they are
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain, compress, repeat
 from operator import eq, itemgetter
@@ -21,7 +21,7 @@ from ovformer_core.errors import ResultsError
 from ovformer_core.eval.full_results import is_full_result, ytvis_results_of
 from ovformer_core.eval.ground_truth import GroundTruth
 from ovformer_core.eval.results_typed import ResultColumns, decode_result_columns
-from ovformer_core.eval.rle import FlatMasks, Rle, SegmentationError, normalise_track
+from ovformer_core.eval.rle import FlatMasks, Rle, SegmentationError, SizedCounts, normalise_track
 from ovformer_core.io.dataset_json import MAX_ID, is_id
 from ovformer_core.io.json_input import brief, finite_float, parse_json_text, read_json, read_json_bytes
 from ovformer_core.io.rle import scan_rles
@@ -78,9 +78,7 @@ def read_checked_results(source: str | os.PathLike[str] | list[Any], gt: GroundT
             columns,
             gt,
             tuple,
-            lambda keep: [
-                {"size": [h, w], "counts": c} for (h, w), c in compress(zip(sizes, counts, strict=True), keep)
-            ],
+            lambda keep: SizedCounts(list(compress(sizes, keep)), list(compress(counts, keep))),
         )
         if detections is not None:
             return detections
@@ -201,7 +199,7 @@ def _check_in_bulk(results: list[Any], gt: GroundTruth) -> Detections | None:
 
 
 def _detections_in_bulk(
-    columns: ResultColumns, gt: GroundTruth, size_type: type, masks_kept: Callable[[list[bool]], list[Rle]]
+    columns: ResultColumns, gt: GroundTruth, size_type: type, masks_kept: Callable[[list[bool]], Sequence[Rle]]
 ) -> Detections | None:
     """The Detections of well-typed columns when every value passes its check, else None.
 

@@ -7,8 +7,9 @@ structure and size per mask here, the counts strings of all masks at once by the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -83,6 +84,31 @@ def normalise_track(segs: list[Any], height: int, width: int, allow_polygons: bo
     return rles, frames
 
 
+class SizedCounts(Sequence[Rle]):
+    """RLE dicts kept as their sizes and counts strings; each dict is built when it is read.
+
+    A results file holds about twice as many masks as the IoU ever reads (those at frames without
+    ground truth are only counted), so building every dict up front is wasted work.
+    """
+
+    def __init__(self, sizes: list[tuple[int, int]], counts: list[str]) -> None:
+        self._sizes, self._counts = sizes, counts
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    @overload
+    def __getitem__(self, index: int) -> Rle: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Rle]: ...
+    def __getitem__(self, index: int | slice) -> Rle | list[Rle]:
+        if isinstance(index, slice):
+            return [
+                {"size": list(s), "counts": c} for s, c in zip(self._sizes[index], self._counts[index], strict=True)
+            ]
+        return {"size": list(self._sizes[index]), "counts": self._counts[index]}
+
+
 @dataclass(frozen=True)
 class FlatMasks:
     """The present frames of N tracks, one entry per (track, frame) where the track has a mask.
@@ -91,13 +117,13 @@ class FlatMasks:
     ``track_start[n]:track_start[n + 1]``.
 
     Attributes:
-        rles: ``[E]`` compressed RLEs.
+        rles: ``[E]`` compressed RLEs (a list, or ``SizedCounts``).
         frame: int64 ``[E]`` frame index of each entry.
         area: int64 ``[E]`` pixel count of each entry.
         track_start: int64 ``[N + 1]`` entry offsets.
     """
 
-    rles: list[Rle]
+    rles: Sequence[Rle]
     frame: np.ndarray
     area: np.ndarray
     track_start: np.ndarray
