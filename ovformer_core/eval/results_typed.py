@@ -16,7 +16,7 @@ from itertools import chain
 import msgspec
 import numpy as np
 
-from ovformer_core.io.json_input import collector_paused
+from ovformer_core.io.json_input import collector_paused, has_escaped_colon
 
 
 class _Mask(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -33,8 +33,6 @@ class _Result(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _DECODER = msgspec.json.Decoder(list[_Result])
-#: ``:`` written as an escape inside a string (JSON hex digits may be either case).
-_ESCAPED_COLONS = (b"\\u003a", b"\\u003A")
 #: Keys of a result and of a mask: each is followed by one ``:`` outside strings.
 _RESULT_KEYS, _MASK_KEYS = 4, 2
 
@@ -68,7 +66,7 @@ def decode_result_columns(data: bytes) -> ResultColumns | None:
     4 per result + 2 per mask + those in the counts. An escaped colon (``\\u003a``) could hide one, so
     such text is left to the generic path.
     """
-    if b"\\u" in data and any(escaped in data for escaped in _ESCAPED_COLONS):
+    if has_escaped_colon(data):
         return None
     try:
         with collector_paused():

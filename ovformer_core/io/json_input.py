@@ -154,6 +154,11 @@ _LARGE_FLOAT_EXPONENT = b"e+"
 _ESCAPED_COLONS = (b"\\u003a", b"\\u003A")
 
 
+def has_escaped_colon(raw: bytes) -> bool:
+    """True when JSON text writes a ``:`` inside a string as an escape (a count of colons misses it)."""
+    return b"\\u" in raw and any(escaped in raw for escaped in _ESCAPED_COLONS)
+
+
 def _parse_fast(data: str | bytes) -> Any:
     """orjson's parse of ``data`` when it provably equals the strict parse, else ``_UNSURE``.
 
@@ -183,7 +188,7 @@ def _parse_fast(data: str | bytes) -> Any:
         written = orjson.dumps(parsed)
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, MemoryError):
         return _UNSURE
-    if _LARGE_FLOAT_EXPONENT in written or (b"\\u" in raw and any(escaped in raw for escaped in _ESCAPED_COLONS)):
+    if _LARGE_FLOAT_EXPONENT in written or has_escaped_colon(raw):
         return _UNSURE
     if written.count(b":") != raw.count(b":"):
         return _UNSURE
