@@ -144,3 +144,30 @@ def test_scores_decode_to_the_same_floats_as_the_standard_parser() -> None:
     columns = decode_result_columns(data.encode())
     assert columns is not None
     assert [float(s) for s in columns.scores] == [float(json.loads(t)) for t in texts]
+
+
+def test_random_edits_of_the_text_give_the_same_outcome_both_ways(tmp_path: Path) -> None:
+    """Characters inserted, deleted or replaced anywhere: the typed reader never disagrees with the generic one."""
+    text = (EVAL_CASES / "case0_tiny" / "results.json").read_bytes()
+    gt = load_ground_truth(EVAL_CASES / "case0_tiny" / "gt.json")
+    rng = np.random.default_rng(12)
+    alphabet = b'0123456789:,{}[]" eE.-+nulltrue\\u003aoO_'
+    path = tmp_path / "results.json"
+    outcomes = set()
+    for _ in range(300):
+        data = bytearray(text)
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(0, len(data)))
+            action = rng.integers(0, 3)
+            char = alphabet[int(rng.integers(0, len(alphabet)))]
+            if action == 0:
+                data.insert(at, char)
+            elif action == 1:
+                del data[at]
+            else:
+                data[at] = char
+        path.write_bytes(bytes(data))
+        typed, generic = _both(path, gt)
+        assert typed == generic, bytes(data)
+        outcomes.add(typed[0])
+    assert outcomes == {"ok", "error"}  # both kinds of outcome were exercised
