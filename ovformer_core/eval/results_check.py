@@ -71,19 +71,28 @@ def read_checked_results(source: str | os.PathLike[str] | list[Any], gt: GroundT
     if not isinstance(source, (str, os.PathLike)):
         return check_results(load_results(source), gt)
     data, where = read_json_bytes(source, "results file", ResultsError)
-    columns = decode_result_columns(data)
-    if columns is not None:
-        sizes, counts = columns.sizes, columns.counts
-        detections = _detections_in_bulk(
-            columns,
-            gt,
-            tuple,
-            lambda keep: SizedCounts(list(compress(sizes, keep)), list(compress(counts, keep))),
-        )
-        if detections is not None:
-            return detections
-    del columns
+    detections = _typed_detections(data, gt)
+    if detections is not None:
+        return detections
     return check_results(_results_list(parse_json_text(data, where, ResultsError), str(source)), gt)
+
+
+def _typed_detections(data: bytes, gt: GroundTruth) -> Detections | None:
+    """The Detections of a results file of the usual shape, decoded straight to columns; else None.
+
+    None also when memory runs out: the generic path then says so in one line. Everything decoded here
+    is freed on return, before the generic path parses the text again.
+    """
+    try:
+        columns = decode_result_columns(data)
+        if columns is None:
+            return None
+        sizes, counts = columns.sizes, columns.counts
+        return _detections_in_bulk(
+            columns, gt, tuple, lambda keep: SizedCounts(list(compress(sizes, keep)), list(compress(counts, keep)))
+        )
+    except MemoryError:
+        return None
 
 
 def _results_list(results: Any, where: str) -> list[Any]:
@@ -199,14 +208,18 @@ def _check_in_bulk(results: list[Any], gt: GroundTruth) -> Detections | None:
 
 
 def _detections_in_bulk(
-    columns: ResultColumns, gt: GroundTruth, size_type: type, masks_kept: Callable[[list[bool]], Sequence[Rle]]
+    columns: ResultColumns,
+    gt: GroundTruth,
+    size_type: type[list[int]] | type[tuple[int, ...]],
+    masks_kept: Callable[[list[bool]], Sequence[Rle]],
 ) -> Detections | None:
     """The Detections of well-typed columns when every value passes its check, else None.
 
     Args:
-        size_type: ``list`` or ``tuple``, the type of ``columns.sizes``' items (they are compared with the
-            video's frame size as that type).
-        masks_kept: the RLE dicts of the masks whose flag is set, in order.
+        size_type: ``list`` (sizes read from dicts) or ``tuple`` (decoded by msgspec): each mask's size
+            is compared with its video's frame size written as that type (``[1, 2] != (1, 2)``).
+        masks_kept: given one keep flag per mask (``columns.counts`` order), the RLE dicts of the masks
+            kept, in order.
     """
     video_ids, category_ids = columns.video_ids, columns.category_ids
     if category_ids and not (-MAX_ID - 1 <= min(category_ids) and max(category_ids) <= MAX_ID):

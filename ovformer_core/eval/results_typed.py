@@ -11,7 +11,8 @@ and the entry-by-entry checks, which decide and name the problem.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -33,19 +34,22 @@ class _Result(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 _DECODER = msgspec.json.Decoder(list[_Result])
-#: Keys of a result and of a mask: each is followed by one ``:`` outside strings.
-_RESULT_KEYS, _MASK_KEYS = 4, 2
 
 
 @dataclass(frozen=True)
 class ResultColumns:
-    """The fields of every result, as decoded (nothing checked against the ground truth yet).
+    """The fields of every result, with their types checked and nothing else (not the ground truth).
+
+    Built here from the typed decode and by ``results_check`` from parsed dicts.
 
     Attributes:
-        video_ids, category_ids, scores: one per result.
+        video_ids, category_ids: ints, one per result.
+        scores: floats or ints, one per result.
         num_frames: int64 ``[N]`` segmentations per result.
-        is_present: bool ``[F]`` over all results' segmentations end to end: a mask, not null.
-        sizes, counts: of every mask (``is_present``), in order.
+        is_present: bool ``[F]`` over all results' segmentations end to end: a mask, not absent.
+        sizes: of every mask (``is_present``), in order: tuples of two ints from the typed decode, the
+            ``size`` values as found (unchecked) from dicts.
+        counts: of every mask, str.
     """
 
     video_ids: list[int]
@@ -53,7 +57,7 @@ class ResultColumns:
     scores: list[float | int]
     num_frames: np.ndarray
     is_present: np.ndarray
-    sizes: list[tuple[int, int]]
+    sizes: list[Any]
     counts: list[str]
 
 
@@ -62,22 +66,26 @@ def decode_result_columns(data: bytes) -> ResultColumns | None:
 
     msgspec keeps the last of a repeated key where the strict parser refuses the file, so repeats are
     ruled out by counting: every key of the decoded records is followed by one ``:`` outside strings,
-    and the only strings that may hold a ``:`` are the counts, so the text must hold exactly
-    4 per result + 2 per mask + those in the counts. An escaped colon (``\\u003a``) could hide one, so
-    such text is left to the generic path.
+    and the only strings that may hold a ``:`` are the counts, so the text must hold exactly one per
+    field of each result and of each mask, plus those in the counts. An escaped colon (``\\u003a``)
+    could hide one, so such text is left to the generic path.
     """
     if has_escaped_colon(data):
         return None
     try:
         with collector_paused():
             records = _DECODER.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except msgspec.DecodeError:  # ValidationError included
         return None
     segmentations = [r.segmentations for r in records]
     flat = list(chain.from_iterable(segmentations))
     present: list[_Mask] = list(filter(None, flat))
     counts = [m.counts for m in present]
-    colons = _RESULT_KEYS * len(records) + _MASK_KEYS * len(present) + "".join(counts).count(":")
+    colons = (
+        len(_Result.__struct_fields__) * len(records)
+        + len(_Mask.__struct_fields__) * len(present)
+        + sum(map(str.count, counts, repeat(":")))
+    )
     if data.count(b":") != colons:
         return None
     return ResultColumns(

@@ -152,10 +152,19 @@ _UNSURE = _Unsure()
 _LARGE_FLOAT_EXPONENT = b"e+"
 #: ``:`` written as an escape inside a string (JSON hex digits may be either case).
 _ESCAPED_COLONS = (b"\\u003a", b"\\u003A")
+#: orjson (3.13) rounds a decimal literal of 769 or more significant digits that lies exactly halfway
+#: between two floats the wrong way (issue 12 review); the standard library and msgspec round it right.
+#: Any run this long of digits and points, in a number or a string, sends the text to the strict parser.
+_LONG_DIGIT_RUN = b"\x01" * 769
+_DIGITS_AND_POINT = bytes.maketrans(b"0123456789.", b"\x01" * 11)
 
 
 def has_escaped_colon(raw: bytes) -> bool:
-    """True when JSON text writes a ``:`` inside a string as an escape (a count of colons misses it)."""
+    """True when JSON text may write a ``:`` inside a string as an escape (a count of colons misses it).
+
+    Also true for an escaped backslash followed by ``u003a`` (a harmless false alarm: the caller only
+    takes a slower path).
+    """
     return b"\\u" in raw and any(escaped in raw for escaped in _ESCAPED_COLONS)
 
 
@@ -164,13 +173,15 @@ def _parse_fast(data: str | bytes) -> Any:
 
     orjson refuses NaN/Infinity, numbers that overflow a float, invalid UTF-8, unpaired surrogate
     escapes and nesting deeper than 1024 (all then left to the strict parser for the message), and
-    parses numbers and strings exactly as the standard library does. Two differences remain and are
-    checked. Integers beyond 64 bits become floats: those are 1e16 or more, which orjson writes with
-    ``e+``, so any ``e+`` in its output (such a float, or those two characters in a string) sends the
-    text to the strict parser. A key given twice silently keeps its last value: every key is followed
-    by a ``:`` outside strings and orjson writes a string's ``:`` unescaped, so unless the text escapes
-    a colon (``\\u003a``), a dropped key shows as fewer colons in orjson's re-serialisation than in the
-    text (the dropped key's own, plus any inside its dropped value).
+    parses numbers and strings as the standard library does. Three differences remain and are checked.
+    A literal of 769 or more significant digits exactly halfway between two floats may round the other
+    way, so text with such a run of digits goes to the strict parser. Integers beyond 64 bits become
+    floats: those are 1e16 or more, which orjson writes with ``e+``, so any ``e+`` in its output (such a
+    float, or those two characters in a string) sends the text to the strict parser. A key given twice
+    silently keeps its last value: every key is followed by a ``:`` outside strings and orjson writes a
+    string's ``:`` unescaped, so unless the text escapes a colon (``\\u003a``), a dropped key shows as
+    fewer colons in orjson's re-serialisation than in the text (the dropped key's own, plus any inside
+    its dropped value).
     """
     import orjson  # here, not at the top: `ovformer --help` imports this module
 
@@ -183,6 +194,8 @@ def _parse_fast(data: str | bytes) -> Any:
         raw = data
     if raw.startswith(_UTF8_BOM):
         raw = raw[len(_UTF8_BOM) :]
+    if _LONG_DIGIT_RUN in raw.translate(_DIGITS_AND_POINT):
+        return _UNSURE
     try:
         parsed = orjson.loads(raw)
         written = orjson.dumps(parsed)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ovformer_core.errors import ResultsError
+from ovformer_core.eval import results_check
 from ovformer_core.eval.ground_truth import GroundTruth, load_ground_truth
 from ovformer_core.eval.results_check import Detections, check_results, load_results, read_checked_results
 from ovformer_core.eval.results_typed import decode_result_columns
@@ -23,8 +24,8 @@ def _summary(detections: Detections) -> tuple[Any, ...]:
     arrays = (detections.video, detections.category, detections.score, detections.file_index)
     masks = detections.masks
     return (
-        tuple((a.dtype.str, a.tolist()) for a in arrays),
-        tuple((a.dtype.str, a.tolist()) for a in (masks.frame, masks.area, masks.track_start)),
+        tuple((a.dtype.str, a.shape, a.tobytes()) for a in arrays),  # bit for bit (-0.0 is not 0.0)
+        tuple((a.dtype.str, a.shape, a.tobytes()) for a in (masks.frame, masks.area, masks.track_start)),
         [{"size": list(r["size"]), "counts": r["counts"]} for r in masks.rles],
         detections.num_results,
         detections.num_unknown_category,
@@ -122,6 +123,30 @@ def test_integer_scores_convert_as_python_converts_them(tmp_path: Path) -> None:
     assert _summary(typed) == _summary(check_results(load_results(path), gt))
 
 
+def test_long_halfway_scores_are_the_same_floats_both_ways(tmp_path: Path) -> None:
+    results = json.loads((CASE / "results.json").read_text())
+    literal = "0.750000000000000055511151231257827021181583404541015625" + "0" * 800
+    text = re.sub(r'"score": [^,}]+', f'"score": {literal}', json.dumps(results), count=1)
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    gt = load_ground_truth(CASE / "gt.json")
+    typed, generic = _both(path, gt)
+    assert typed[0] == "ok" and typed == generic
+    assert read_checked_results(path, gt).score[0] == 0.75  # as Python rounds it (ties to even)
+
+
+def test_running_out_of_memory_in_the_typed_reader_leaves_it_to_the_generic_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_memory(data: bytes) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(results_check, "decode_result_columns", no_memory)
+    path = CASE / "results.json"
+    gt = load_ground_truth(CASE / "gt.json")
+    assert _summary(read_checked_results(path, gt)) == _summary(check_results(load_results(path), gt))
+
+
 def test_bad_masks_are_named_as_before(tmp_path: Path) -> None:
     results = json.loads((CASE / "results.json").read_text())
     entry = results[2]
@@ -143,7 +168,8 @@ def test_scores_decode_to_the_same_floats_as_the_standard_parser() -> None:
     data = "[" + ", ".join(entries) + "]"
     columns = decode_result_columns(data.encode())
     assert columns is not None
-    assert [float(s) for s in columns.scores] == [float(json.loads(t)) for t in texts]
+    ours = np.array([float(s) for s in columns.scores])
+    assert ours.tobytes() == np.array([float(json.loads(t)) for t in texts]).tobytes()
 
 
 def test_random_edits_of_the_text_give_the_same_outcome_both_ways(tmp_path: Path) -> None:

@@ -175,6 +175,7 @@ DEFERRED_DOCUMENTS = {
     "deep nesting": "[" * 2000 + "]" * 2000,
     "not UTF-8": b'["caf\xe9"]',
     "empty": "",
+    "a literal of 769 digits (orjson may round a halfway one the other way)": "[0." + "7" * 768 + "]",
 }
 
 
@@ -191,6 +192,15 @@ def test_fast_parse_is_the_strict_parse(text: str) -> None:
 @pytest.mark.parametrize("case", sorted(DEFERRED_DOCUMENTS))
 def test_fast_parse_leaves_what_it_may_read_differently_to_the_strict_parser(case: str) -> None:
     assert isinstance(_parse_fast(DEFERRED_DOCUMENTS[case]), _Unsure)
+
+
+def test_long_halfway_literals_round_as_python_rounds_them() -> None:
+    # 0.75 + 2**-54: exactly halfway between 0.75 and the next float; ties round to even (0.75). Padded
+    # with zeros past 768 digits, orjson 3.13 rounded it up; the text must reach the strict parser.
+    halfway = "0.750000000000000055511151231257827021181583404541015625"
+    for zeros in (0, 714, 715, 2000):
+        literal = halfway + "0" * zeros
+        assert parse_json_text(f"[{literal}]", "t", ResultsError) == [float(literal)] == [0.75]
 
 
 def test_random_duplicate_keys_are_always_refused() -> None:
