@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ovformer_cli.exit_status import EXIT_SIGNAL_BASE, EXIT_USER_ERROR
+from ovformer_cli.exit_status import EXIT_FAILED, EXIT_SIGNAL_BASE, EXIT_USER_ERROR
 from ovformer_core.errors import OVFormerError
 
 if TYPE_CHECKING:
@@ -144,9 +144,10 @@ def quiet_library_warnings() -> Iterator[None]:
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Run a command with one-line errors and clean stops.
 
-    An ``OVFormerError`` becomes ``error: <its line>`` and exit 2; Ctrl-C, SIGTERM and SIGHUP become
-    ``error: interrupted (SIG...)`` and exit 128 + the signal number, after the atomic writers removed
-    whatever was unfinished.
+    An ``OVFormerError`` becomes ``error: <its line>`` and exit 2; running out of host memory (a
+    ``MemoryError`` from Python or numpy) one line and exit 1; Ctrl-C, SIGTERM and SIGHUP become
+    ``error: interrupted (SIG...)`` and exit 128 + the signal number. In every case the atomic writers
+    have removed whatever was unfinished.
     """
 
     @functools.wraps(func)
@@ -162,6 +163,12 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
                     raise
         except OVFormerError as err:
             raise fail(str(err)) from None
+        except MemoryError:
+            raise fail(
+                "ran out of memory (the machine's, or a limit such as `ulimit -v`); close other programs, "
+                "raise the limit, or give smaller inputs",
+                EXIT_FAILED,
+            ) from None
         except KeyboardInterrupt as err:
             signum: int = err.signum if isinstance(err, Interrupted) else signal.SIGINT.value
             name = signal.Signals(signum).name

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ovformer_cli.app import app
-from ovformer_cli.exit_status import EXIT_USER_ERROR
+from ovformer_cli.exit_status import EXIT_FAILED, EXIT_USER_ERROR
 from tests.eval.eval_cases import EVAL_CASES
 
 runner = CliRunner()
@@ -77,3 +77,17 @@ def test_missing_ground_truth_and_unknown_benchmark(tmp_path: Path) -> None:
     assert "ground truth file" in missing.stderr and "does not exist" in missing.stderr
     wrong = _run("--gt", CASE1 / "gt.json", "--results", CASE1 / "results.json", "-b", "coco")
     assert wrong.exit_code != 0 and "coco" in wrong.output
+
+
+def test_running_out_of_memory_is_one_line_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(*args: object, **kwargs: object) -> None:
+        # What numpy raises when an allocation fails (its _ArrayMemoryError is a MemoryError).
+        raise MemoryError("Unable to allocate 8.16 MiB for an array with shape (1069980,)")
+
+    monkeypatch.setattr("ovformer_core.eval.ytvis.accumulate", no_memory)
+    out = tmp_path / "metrics.json"
+    result = _run("--gt", CASE1 / "gt.json", "--results", CASE1 / "results.json", "-b", "ytvis", "--out", out)
+    assert result.exit_code == EXIT_FAILED
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ran out of memory"), result.output
+    assert list(tmp_path.iterdir()) == []
