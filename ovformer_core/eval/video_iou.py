@@ -18,6 +18,11 @@ def _rank_in_block(block: np.ndarray, num_blocks: int) -> np.ndarray:
     return rank
 
 
+def _nonempty(masks: FlatMasks, entries: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = masks.area[entries] > 0
+    return entries[keep], owner[keep]
+
+
 def block_ious(
     det_masks: FlatMasks,
     det_tracks: np.ndarray,
@@ -51,8 +56,9 @@ def block_ious(
     block_size = block_rows * block_cols
     block_offset = np.concatenate([[0], np.cumsum(block_size)])
 
-    det_entries, det_owner = det_masks.entries_of(det_tracks)
-    gt_entries, gt_owner = gt_masks.entries_of(gt_tracks)
+    # An empty mask intersects nothing (pycocotools gives it 0 too): only the others are compared.
+    det_entries, det_owner = _nonempty(det_masks, *det_masks.entries_of(det_tracks))
+    gt_entries, gt_owner = _nonempty(gt_masks, *gt_masks.entries_of(gt_tracks))
     frame_span = int(max(det_masks.frame.max(initial=0), gt_masks.frame.max(initial=0))) + 1
     det_key = det_block[det_owner] * frame_span + det_masks.frame[det_entries]
     gt_key = gt_block[gt_owner] * frame_span + gt_masks.frame[gt_entries]
