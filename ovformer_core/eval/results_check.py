@@ -291,7 +291,11 @@ def _check_entry_by_entry(results: list[Any], gt: GroundTruth) -> Detections:
         c = category_pos.get(category_id)
         if c is None:
             # Never evaluated, but still checked so that a corrupt file is reported whatever its ids.
-            _checked_areas(entry_rles, entry_frames, [0, len(entry_rles)], [i], frame_pixels[[v]])
+            try:
+                _checked_areas(entry_rles, entry_frames, [0, len(entry_rles)], [i], frame_pixels[[v]])
+            except ResultsError:
+                _checked_areas(rles, frames, track_start, file_index, frame_pixels[videos])  # an earlier one first
+                raise
             unknown_category += 1
             continue
         rles.extend(entry_rles)

@@ -197,3 +197,16 @@ def test_random_edits_of_the_text_give_the_same_outcome_both_ways(tmp_path: Path
         assert typed == generic, bytes(data)
         outcomes.add(typed[0])
     assert outcomes == {"ok", "error"}  # both kinds of outcome were exercised
+
+
+def test_the_first_bad_mask_is_named_whatever_the_category_of_the_later_one(tmp_path: Path) -> None:
+    results = json.loads((CASE / "results.json").read_text())
+    for index in (1, 3):
+        frame = next(f for f, seg in enumerate(results[index]["segmentations"]) if seg)
+        results[index]["segmentations"][frame]["counts"] = "1"  # one run of one pixel
+    results[3]["category_id"] = 10**6  # not in the ground truth: ignored, but still checked
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    typed, generic = _both(path, load_ground_truth(CASE / "gt.json"))
+    assert typed == generic and typed[0] == "error"
+    assert typed[1].startswith("results entry 1: ")
