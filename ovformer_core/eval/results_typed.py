@@ -93,7 +93,7 @@ def decode_result_columns(data: bytes) -> ResultColumns | None:
         category_ids=[r.category_id for r in records],
         scores=[r.score for r in records],
         num_frames=np.fromiter(map(len, segmentations), dtype=np.int64, count=len(records)),
-        is_present=np.fromiter((m is not None for m in flat), dtype=bool, count=len(flat)),
+        is_present=np.fromiter(map(bool, flat), dtype=bool, count=len(flat)),  # as `filter(None, flat)`
         sizes=[m.size for m in present],
         counts=counts,
     )
