@@ -9,6 +9,7 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
+from ovformer_core.inference import postprocess
 from ovformer_core.inference.mask_writer import MaskWriter
 from ovformer_core.inference.postprocess import mask_columns, masks_to_original, run_starts
 from ovformer_core.io.rle import (
@@ -49,10 +50,13 @@ def stored_frames(writer: MaskWriter) -> list[list[dict]]:
     return [[store.rle(f, slot) for slot in range(store.num_slots)] for f in range(len(store))]
 
 
-def test_columns_skip_empty_maps_and_encode_to_the_same_rles() -> None:
+@pytest.mark.parametrize("chunk_pixels", [1 << 21, 21 * 30 * 4, 1])  # one chunk; 4 maps and a partial one; 1 map
+def test_columns_skip_empty_maps_and_encode_to_the_same_rles(monkeypatch, chunk_pixels: int) -> None:
+    monkeypatch.setattr(postprocess, "CPU_CHUNK_PIXELS", chunk_pixels)
     logits = clip_logits(0)
     columns, present = mask_columns(logits, RESIZED)
     assert present.shape == (3, 6) and not present[:, 1].any() and not present[0, 3]
+    assert int(present.sum()) % 4 != 0  # the 4-map chunks end with a partial one
     assert columns.shape == (int(present.sum()), 30, 21)  # [M, W, H]: transposed
     encoded = iter(encode_columns(columns.numpy(), 21))
     got = [[next(encoded) if here else empty_rle(21, 30) for here in frame] for frame in present.numpy()]
