@@ -108,6 +108,15 @@ class SizedCounts(Sequence[Rle]):
             ]
         return {"size": list(self._sizes[index]), "counts": self._counts[index]}
 
+    def take(self, indices: list[int]) -> list[Rle]:
+        """The dicts at ``indices``, sizes as stored (tuples).
+
+        For pycocotools calls, which read only ``size[0]`` and ``size[1]``: one comprehension, no method
+        call or new list per mask.
+        """
+        sizes, counts = self._sizes, self._counts
+        return [{"size": sizes[i], "counts": counts[i]} for i in indices]
+
 
 @dataclass(frozen=True)
 class FlatMasks:
@@ -136,6 +145,13 @@ class FlatMasks:
         """Sum over frames of each track's mask area, int64 ``[N]``."""
         cumulative = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(self.area, dtype=np.int64)])
         return cumulative[self.track_start[1:]] - cumulative[self.track_start[:-1]]
+
+    def rles_at(self, entries: np.ndarray) -> list[Rle]:
+        """The RLE dicts of ``entries`` (int ``[n]``), to pass to pycocotools."""
+        if isinstance(self.rles, SizedCounts):
+            return self.rles.take(entries.tolist())
+        rles = self.rles
+        return [rles[e] for e in entries.tolist()]
 
     def entries_of(self, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Entry indices of ``tracks`` (int ``[n]``) and, for each entry, its position in ``tracks``."""

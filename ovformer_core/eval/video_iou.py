@@ -72,8 +72,8 @@ def block_ious(
     d_hi = np.searchsorted(det_key, shared, side="right")
     g_lo = np.searchsorted(gt_key, shared, side="left")
     g_hi = np.searchsorted(gt_key, shared, side="right")
-    det_rles = [det_masks.rles[e] for e in det_entries.tolist()]
-    gt_rles = [gt_masks.rles[e] for e in gt_entries.tolist()]
+    det_rles = det_masks.rles_at(det_entries)
+    gt_rles = gt_masks.rles_at(gt_entries)
     crowd = [1] * int((g_hi - g_lo).max(initial=0))
     ratios = [
         mask_utils.iou(det_rles[d0:d1], gt_rles[g0:g1], crowd[: g1 - g0]).reshape(-1)
