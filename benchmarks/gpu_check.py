@@ -18,7 +18,8 @@ Steps (each prints its figures and appends one JSON object per line to ``OUT/gpu
   path, at 360 and 480, fp32 and bf16 (``bench_speed.bench_window``), frames/s and peak GPU memory;
 - ``e2e``: the streaming segmenter (network, association, mask upsampling, RLE) on a frame array against
   the network alone, before and after the mask worker (``bench_pipeline.py``);
-- ``compile``: torch.compile (inductor) and CUDA graphs (``reduce-overhead``) on the R-50 bf16 window;
+- ``compile``: torch.compile (inductor; with CUDA graphs, ``reduce-overhead``, on CUDA) against eager on
+  the R-50 window (bf16 on CUDA, fp32 on a CPU), taking turns;
 - ``cpu``: the host CPU, fp32 against bf16 on one R-50 window (AMX / AVX512-BF16 hosts show the gain);
 - ``profile``: the pixel decoder's kernels, fp32 and bf16.
 """
@@ -191,26 +192,42 @@ def step_e2e(args: argparse.Namespace) -> None:
 
 @torch.inference_mode()
 def step_compile(args: argparse.Namespace) -> None:
+    """torch.compile against eager on the R-50 window, taking turns; the first call (the compile) timed apart.
+
+    On CUDA: bf16, inductor with CUDA graphs (``reduce-overhead``: the window is many small kernels). On a
+    CPU: fp32 (bf16 pays only on AMX hosts, see ``cpu``) and plain inductor.
+    """
     device = torch.device(args.device)
+    cuda = device.type == "cuda"
     height = 96 if args.quick else 360
     model, pixels, clip_embeds, text = random_r50_window(device, height)
-    # reduce-overhead: inductor plus CUDA graphs (the window is many small kernels)
-    modes: list[str | None] = [None, "default"] if args.quick else [None, "reduce-overhead"]
-    for mode in modes:
-        run: Callable[..., object] = model if mode is None else torch.compile(model, mode=mode)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            start = time.perf_counter()
-            run(pixels, clip_embeds, text)
-            sync(device)
-            first = time.perf_counter() - start
-            times = []
-            for _ in range(2 if args.quick else 10):
+    mode = "reduce-overhead" if cuda and not args.quick else "default"
+    dtype = torch.bfloat16 if cuda else None
+    compiled = torch.compile(model, mode=mode)
+    rounds = 2 if args.quick else 10 if cuda else 5
+    times: dict[str, list[float]] = {"eager": [], mode: []}
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        eager_out = model(pixels, clip_embeds, text)
+        start = time.perf_counter()
+        compiled_out = compiled(pixels, clip_embeds, text)
+        sync(device)
+        first = time.perf_counter() - start
+        for _ in range(rounds):
+            for name, run in (("eager", model), (mode, compiled)):
+                sync(device)
                 start = time.perf_counter()
                 run(pixels, clip_embeds, text)
                 sync(device)
-                times.append(time.perf_counter() - start)
-        seconds = float(np.median(times))
-        record = {"mode": mode or "eager", "height": height, "first_call_s": first, "window_s": seconds}
+                times[name].append(time.perf_counter() - start)
+    diff = max(
+        (eager_out.mask_logits - compiled_out.mask_logits).abs().max().item(),
+        (eager_out.class_logits - compiled_out.class_logits).abs().max().item(),
+    )
+    medians = {name: float(np.median(values)) for name, values in times.items()}
+    for name, seconds in medians.items():
+        record = {"mode": name, "height": height, "precision": "bf16" if cuda else "fp32", "window_s": seconds}
+        if name != "eager":
+            record |= {"first_call_s": first, "speedup": medians["eager"] / seconds, "max_abs_diff": diff}
         emit(args.out, "compile", record | {"fps": 5 / seconds})
 
 
