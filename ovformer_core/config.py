@@ -53,6 +53,9 @@ class BackboneConfig:
     frozen_bn_eps: float = 1e-5  # detectron2 FrozenBatchNorm2d eps (ResNet only)
     # NHWC activations for the convolutions (faster oneDNN/cuDNN kernels; same function).
     channels_last: bool = True
+    # Each frozen BN applied by the convolution before it (ResNet only; same function up to float rounding,
+    # the same checkpoint keys): saves two elementwise passes per convolution.
+    fold_bn: bool = True
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,83 @@ FEATURE_NAMES = ("res2", "res3", "res4", "res5")
 FEATURE_STRIDES = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
 #: ResNet-50 output channels (Bottleneck expansion 4 x 64/128/256/512).
 RESNET50_CHANNELS = {"res2": 256, "res3": 512, "res4": 1024, "res5": 2048}
+#: Frozen BNs of the ResNet-50, each right after a bias-free convolution (stem 1, 16 bottlenecks x 3, 4 downsamples).
+RESNET50_BATCH_NORMS = 53
 #: timm ``features_only`` indices of layer1..layer4 (index 0 is the stem activation).
 RESNET_OUT_INDICES = (1, 2, 3, 4)
+
+
+class FoldedFrozenBatchNorm2d(FrozenBatchNorm2d):
+    """A frozen BN whose scale and shift the convolution before it applies (``BNFoldedConv2d``).
+
+    Its forward is the identity. It keeps its four buffers under its own name, so checkpoints load and
+    save unchanged and ``.to()`` moves them as before.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class BNFoldedConv2d(nn.Conv2d):
+    """A bias-free convolution and the frozen BN after it, run as one convolution.
+
+    conv(x, W) * s + t = conv(x, W * s) + t with s = weight / sqrt(var + eps) and t = bias - mean * s, per
+    output channel: the BN's two elementwise passes over every activation are gone (on a 2-core CPU they
+    were a quarter of the ResNet-50's time). The same function up to float rounding (relative 5e-6 at res5).
+    s and t are computed from the BN's buffers on every call, so loaded weights, ``.to()`` and training see
+    the current values; the cost is one pass over the weights.
+    """
+
+    def __init__(self, conv: nn.Conv2d, bn: FoldedFrozenBatchNorm2d) -> None:
+        # Built on the meta device: the weight is ``conv``'s own parameter, so nothing is initialised.
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,  # type: ignore[arg-type]
+            conv.stride,  # type: ignore[arg-type]
+            conv.padding,  # type: ignore[arg-type]
+            conv.dilation,  # type: ignore[arg-type]
+            conv.groups,
+            bias=False,
+            padding_mode=conv.padding_mode,
+            device="meta",
+        )
+        self.weight = conv.weight
+        self._bn = (bn,)  # in a tuple: not registered twice (its buffers stay under the BN's own name)
+
+    def forward(self, x: Tensor) -> Tensor:
+        bn = self._bn[0]
+        scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+        shift = bn.bias - bn.running_mean * scale
+        return self._conv_forward(x, self.weight * scale.view(-1, 1, 1, 1), shift)
+
+
+def fold_frozen_batch_norms(module: nn.Module) -> int:
+    """Fold every frozen BN that directly follows a bias-free convolution into it; the number folded.
+
+    Pairs are found by name, as timm's ResNet runs them: ``convN`` then ``bnN`` among a module's children
+    (stem and bottlenecks), and consecutive children of an ``nn.Sequential`` (the downsample branches).
+    """
+    folded = 0
+    for parent in list(module.modules()):
+        children = dict(parent.named_children())
+        if isinstance(parent, nn.Sequential):
+            names = list(children)
+            pairs = list(zip(names, names[1:], strict=False))
+        else:
+            pairs = [(name, "bn" + name[4:]) for name in children if name.startswith("conv")]
+        for conv_name, bn_name in pairs:
+            conv, bn = children.get(conv_name), children.get(bn_name)
+            if not isinstance(conv, nn.Conv2d) or not isinstance(bn, FrozenBatchNorm2d):
+                continue
+            if type(conv) is not nn.Conv2d or type(bn) is not FrozenBatchNorm2d or conv.bias is not None:
+                continue  # already folded, or a convolution with a bias of its own
+            folded_bn = FoldedFrozenBatchNorm2d(bn.weight.numel(), eps=bn.eps)
+            folded_bn.load_state_dict(bn.state_dict())
+            setattr(parent, bn_name, folded_bn)
+            setattr(parent, conv_name, BNFoldedConv2d(conv, folded_bn))
+            folded += 1
+    return folded
 
 
 class ResNet50Backbone(nn.Module):
@@ -42,13 +117,15 @@ class ResNet50Backbone(nn.Module):
         out_strides: ``{"res2": 4, "res3": 8, "res4": 16, "res5": 32}``.
     """
 
-    def __init__(self, frozen_bn_eps: float = 1e-5) -> None:
+    def __init__(self, frozen_bn_eps: float = 1e-5, fold_bn: bool = True) -> None:
         super().__init__()
         base = timm.create_model("resnet50", pretrained=False, features_only=True, out_indices=RESNET_OUT_INDICES)
         self.base = freeze_batch_norm_2d(base)
         for module in self.base.modules():
             if isinstance(module, FrozenBatchNorm2d):
                 module.eps = frozen_bn_eps
+        if fold_bn and fold_frozen_batch_norms(self.base) != RESNET50_BATCH_NORMS:
+            raise AssertionError("timm's resnet50 layout changed: not every frozen BN follows its convolution")
         feature_info = self.base.feature_info
         self.out_channels = dict(zip(FEATURE_NAMES, feature_info.channels(), strict=True))
         self.out_strides = dict(zip(FEATURE_NAMES, feature_info.reduction(), strict=True))
@@ -83,7 +160,7 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
     """
     backbone: Backbone
     if cfg.kind == "resnet50":
-        backbone = ResNet50Backbone(frozen_bn_eps=cfg.frozen_bn_eps)
+        backbone = ResNet50Backbone(frozen_bn_eps=cfg.frozen_bn_eps, fold_bn=cfg.fold_bn)
     elif cfg.kind == "swin":
         backbone = SwinTransformer(cfg.swin)
     else:

@@ -14,6 +14,8 @@ from ovformer_core.config import BackboneConfig, SwinConfig
 from ovformer_core.errors import OVFormerError
 from ovformer_core.model.backbone import (
     FEATURE_STRIDES,
+    BNFoldedConv2d,
+    FoldedFrozenBatchNorm2d,
     ResNet50Backbone,
     build_backbone,
 )
@@ -82,7 +84,8 @@ def test_r50_batch_norm_is_frozen(resnet: ResNet50Backbone) -> None:
         torch.testing.assert_close(train_out[name], eval_out[name])
 
 
-def test_frozen_bn_follows_detectron2_formula(resnet: ResNet50Backbone) -> None:
+def test_frozen_bn_follows_detectron2_formula() -> None:
+    resnet = ResNet50Backbone(fold_bn=False)  # folded, the BN module itself is the identity
     randomize_batch_norm_stats(resnet, seed=2)
     bn = resnet.base.get_submodule("layer2.0.bn1")
     assert bn.eps == pytest.approx(1e-5)
@@ -92,6 +95,26 @@ def test_frozen_bn_follows_detectron2_formula(resnet: ResNet50Backbone) -> None:
     expected = expected * bn.weight.view(shape) + bn.bias.view(shape)
     with torch.no_grad():
         torch.testing.assert_close(bn(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_folded_batch_norms_give_the_unfolded_network_with_the_same_checkpoint() -> None:
+    torch.manual_seed(4)
+    plain = ResNet50Backbone(fold_bn=False).eval()
+    folded = ResNet50Backbone(fold_bn=True).eval()
+    assert sum(isinstance(m, BNFoldedConv2d) for m in folded.modules()) == 53
+    assert sum(isinstance(m, FoldedFrozenBatchNorm2d) for m in folded.modules()) == 53
+    assert list(folded.state_dict()) == list(plain.state_dict())  # the same keys, in the same order
+    images = torch.randn(2, 3, 64, 96)
+    for seed in (5, 6):  # BN statistics loaded after folding are the ones applied
+        randomize_batch_norm_stats(plain, seed=seed)
+        folded.load_state_dict(plain.state_dict())
+        with torch.no_grad():
+            expected, got = plain(images), folded(images)
+        for name in expected:
+            assert (got[name] - expected[name]).abs().max() <= 2e-5 * expected[name].abs().max(), name
+    folded.to(torch.float64)  # buffers moved by .to() are the ones read
+    with torch.no_grad():
+        assert folded(images.double())["res5"].dtype == torch.float64
 
 
 def test_r50_equals_timm_resnet50_in_eval(resnet: ResNet50Backbone) -> None:
