@@ -212,6 +212,11 @@ def step_compile(args: argparse.Namespace) -> None:
         compiled_out = compiled(pixels, clip_embeds, text)
         sync(device)
         first = time.perf_counter() - start
+        # Now: with CUDA graphs the next compiled call overwrites these outputs.
+        diff = max(
+            (eager_out.mask_logits - compiled_out.mask_logits).abs().max().item(),
+            (eager_out.class_logits - compiled_out.class_logits).abs().max().item(),
+        )
         for _ in range(rounds):
             for name, run in (("eager", model), (mode, compiled)):
                 sync(device)
@@ -219,10 +224,6 @@ def step_compile(args: argparse.Namespace) -> None:
                 run(pixels, clip_embeds, text)
                 sync(device)
                 times[name].append(time.perf_counter() - start)
-    diff = max(
-        (eager_out.mask_logits - compiled_out.mask_logits).abs().max().item(),
-        (eager_out.class_logits - compiled_out.class_logits).abs().max().item(),
-    )
     medians = {name: float(np.median(values)) for name, values in times.items()}
     for name, seconds in medians.items():
         record = {"mode": name, "height": height, "precision": "bf16" if cuda else "fp32", "window_s": seconds}

@@ -93,7 +93,8 @@ def mask_columns(mask_logits: Tensor, info: PreprocessInfo) -> tuple[Tensor, Ten
     height, width = info.original_size
     columns = torch.empty((len(maps), width, height), dtype=torch.bool, device=mask_logits.device)
     if maps.device.type == "cpu":
-        chunk_size = max(1, CPU_CHUNK_PIXELS // (height * width))
+        padded_height, padded_width = info.padded_size  # the first step's output can be the larger one
+        chunk_size = max(1, CPU_CHUNK_PIXELS // max(height * width, padded_height * padded_width))
     else:
         chunk_size = UPSAMPLE_CHUNK
     for start in range(0, len(maps), chunk_size):

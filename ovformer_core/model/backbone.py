@@ -77,11 +77,13 @@ class BNFoldedConv2d(nn.Conv2d):
         return self._conv_forward(x, self.weight * scale.view(-1, 1, 1, 1), shift)
 
 
-def fold_frozen_batch_norms(module: nn.Module) -> int:
-    """Fold every frozen BN that directly follows a bias-free convolution into it; the number folded.
+def _fold_frozen_batch_norms(module: nn.Module) -> int:
+    """Fold each frozen BN of timm's ResNet into the bias-free convolution before it; the number folded.
 
-    Pairs are found by name, as timm's ResNet runs them: ``convN`` then ``bnN`` among a module's children
-    (stem and bottlenecks), and consecutive children of an ``nn.Sequential`` (the downsample branches).
+    Pairs are found by name, which is how timm's ResNet runs them (its forward calls ``convN`` and then
+    ``bnN``, stem and bottlenecks alike) and by position in an ``nn.Sequential`` (the downsample branches).
+    The names say nothing about the order in other networks (a pre-activation block runs ``bn1`` first):
+    this is for that ResNet only, and the caller checks that all of its BNs were folded.
     """
     folded = 0
     for parent in list(module.modules()):
@@ -97,7 +99,7 @@ def fold_frozen_batch_norms(module: nn.Module) -> int:
                 continue
             if type(conv) is not nn.Conv2d or type(bn) is not FrozenBatchNorm2d or conv.bias is not None:
                 continue  # already folded, or a convolution with a bias of its own
-            folded_bn = FoldedFrozenBatchNorm2d(bn.weight.numel(), eps=bn.eps)
+            folded_bn = FoldedFrozenBatchNorm2d(bn.weight.numel(), eps=bn.eps).to(bn.running_var)
             folded_bn.load_state_dict(bn.state_dict())
             setattr(parent, bn_name, folded_bn)
             setattr(parent, conv_name, BNFoldedConv2d(conv, folded_bn))
@@ -111,6 +113,10 @@ class ResNet50Backbone(nn.Module):
     The network is ``self.base``, a timm ``FeatureListNet`` over ``resnet50`` (no ``fc``, no
     ``global_pool``). Every BatchNorm is a frozen BN: y = (x - mean) / sqrt(var + eps) * weight + bias
     with all four tensors float32 buffers, so ``train()`` changes nothing and no BN parameter is learnt.
+    With ``fold_bn`` (the default) the convolution before each BN applies it (``BNFoldedConv2d``) and the
+    BN module itself passes its input through; the buffers, and so the checkpoint keys, stay where they
+    were. Under autocast the features then stay in the reduced dtype between convolutions, as with
+    detectron2's frozen BN (torchvision's, used unfolded, returns float32).
 
     Attributes:
         out_channels: ``{"res2": 256, "res3": 512, "res4": 1024, "res5": 2048}``.
@@ -124,7 +130,7 @@ class ResNet50Backbone(nn.Module):
         for module in self.base.modules():
             if isinstance(module, FrozenBatchNorm2d):
                 module.eps = frozen_bn_eps
-        if fold_bn and fold_frozen_batch_norms(self.base) != RESNET50_BATCH_NORMS:
+        if fold_bn and _fold_frozen_batch_norms(self.base) != RESNET50_BATCH_NORMS:
             raise AssertionError("timm's resnet50 layout changed: not every frozen BN follows its convolution")
         feature_info = self.base.feature_info
         self.out_channels = dict(zip(FEATURE_NAMES, feature_info.channels(), strict=True))
