@@ -26,24 +26,16 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ovformer_core.inference.postprocess import mask_columns  # noqa: E402
+from ovformer_core.inference.postprocess import mask_columns, masks_to_original  # noqa: E402
 from ovformer_core.io.rle import encode_columns  # noqa: E402
 from ovformer_core.model.preprocess import PreprocessInfo  # noqa: E402
 
 
 def previous_columns(mask_logits: torch.Tensor, info: PreprocessInfo) -> torch.Tensor:
-    """The way before: 64 maps per step, joined, thresholded, then one transposing copy."""
+    """The way before: ``masks_to_original`` (64 maps per step, joined, thresholded), then one transposing copy."""
     present = (mask_logits > 0).flatten(2).any(-1).T.contiguous()
     maps = mask_logits.transpose(0, 1)[present][:, None]
-    rh, rw = info.resized_size
-    out = []
-    for chunk in maps.split(64, dim=0):
-        x = F.interpolate(chunk.float(), size=info.padded_size, mode="bilinear", align_corners=False)
-        x = x[:, :, :rh, :rw]
-        if (rh, rw) != info.original_size:
-            x = F.interpolate(x, size=info.original_size, mode="bilinear", align_corners=False)
-        out.append(x > 0)
-    return torch.cat(out, 0)[:, 0].mT.contiguous()
+    return masks_to_original(maps, info)[:, 0].mT.contiguous()
 
 
 def main() -> None:
