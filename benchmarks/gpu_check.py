@@ -13,7 +13,8 @@ Steps (each prints its figures and appends one JSON object per line to ``OUT/gpu
 - ``parity``: video_tiny per-clip raw outputs, the semi-online final result and the zero-shot
   per-frame final result on the device, fp32 to the fixtures' tolerances (TF32 off) and bf16 to the
   accuracy guard (``tests/reference_fixtures.py``);
-- ``guard``: the full-size random-weight R-50 network, bf16 against fp32 on one window;
+- ``guard``: the full-size random-weight R-50 network, bf16 against fp32 on one window, with the
+  backbone's frozen BNs folded into its convolutions (the default) and apart;
 - ``speed_r50``, ``speed_swinb``: per-stage seconds of one 5-frame window, reference path and fast
   path, at 360 and 480, fp32 and bf16 (``bench_speed.bench_window``), frames/s and peak GPU memory;
 - ``e2e``: the streaming segmenter (network, association, mask upsampling, RLE) on a frame array against
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,14 +81,19 @@ def exact_float32(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = False
 
 
-def random_r50_window(device: torch.device, height: int) -> tuple[torch.nn.Module, Tensor, Tensor, Tensor]:
+def random_r50_window(
+    device: torch.device, height: int, fold_bn: bool = True
+) -> tuple[torch.nn.Module, Tensor, Tensor, Tensor]:
     """A seeded random-weight fast-path R-50 and one random 5-frame window at ``height`` x 16:9.
+
+    ``fold_bn`` (``BackboneConfig.fold_bn``) changes how the frozen BNs are applied, not the weights.
 
     Returns:
         model, pixels [1, 5, 3, H', W'] (normalised, padded), CLIP frame embeddings [1, 5, 512] and
         text embeddings [512, 1197] (LV-VIS's 1,196 classes and a zeroed background column).
     """
     cfg = fast_and_reference(r50_config())["fast"]
+    cfg = replace(cfg, backbone=replace(cfg.backbone, fold_bn=fold_bn))
     torch.manual_seed(0)
     model = build_model(cfg).eval().to(device)
     frames = torch.randint(0, 256, (5, height, round(height * 16 / 9), 3), dtype=torch.uint8)
@@ -131,20 +138,30 @@ def step_parity(args: argparse.Namespace) -> None:
 
 @torch.inference_mode()
 def step_guard(args: argparse.Namespace) -> None:
-    """Full-size random-weight R-50: bf16 against fp32 on one window (raw outputs, top-k pairs)."""
+    """Full-size random-weight R-50: bf16 against fp32 on one window (raw outputs, top-k pairs).
+
+    Once with the backbone's frozen BNs folded into its convolutions (the default) and once apart,
+    same weights and input: folded, the backbone's activations stay bf16 between convolutions.
+    """
+    for fold_bn in (True, False):
+        guard_window(args, fold_bn)
+
+
+def guard_window(args: argparse.Namespace, fold_bn: bool) -> None:
+    """One ``step_guard`` record."""
     from ovformer_core.inference.postprocess import pair_scores, top_k_pairs
 
     device = torch.device(args.device)
     exact_float32(device)
     height = 96 if args.quick else 360
-    model, pixels, clip_embeds, text = random_r50_window(device, height)
+    model, pixels, clip_embeds, text = random_r50_window(device, height, fold_bn)
     outs = {}
     for precision in ("fp32", "bf16"):
         dtype = autocast_dtype(precision)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             outs[precision] = model(pixels, clip_embeds, text)
     ref, low = outs["fp32"], outs["bf16"]
-    record: dict = {"height": height}
+    record: dict = {"height": height, "fold_bn": fold_bn}
     for name in ("class_logits", "mask_logits", "query_embeds"):
         a, b = getattr(ref, name).float(), getattr(low, name).float()
         record[f"{name}_max_abs"] = (a - b).abs().max().item()
