@@ -295,7 +295,40 @@ def step_profile(args: argparse.Namespace) -> None:
         key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         print(f"pixel decoder, {precision}:\n" + prof.key_averages().table(sort_by=key, row_limit=12), flush=True)
         peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-        emit(args.out, "profile", {"precision": precision, "peak_gpu_mib": peak})
+        record = {"precision": precision, "peak_gpu_mib": peak}
+        if device.type == "cuda":
+            record |= memory_diagnosis(model.pixel_decoder, features, precision, dtype, activities)
+        emit(args.out, "profile", record)
+
+
+def memory_diagnosis(
+    pixel_decoder: torch.nn.Module,
+    features: dict[str, Tensor],
+    precision: str,
+    dtype: torch.dtype | None,
+    activities: list,
+) -> dict:
+    """Where the pixel decoder's peak GPU memory goes: the ops that allocate most, and the peak without cuDNN.
+
+    The fp32 pixel decoder peaked at 34-35 GB on an H200 against 1.5 GB in bf16 (issue 12); a cuDNN
+    convolution algorithm with a huge workspace is one suspect, which the peak with cuDNN off confirms
+    or rules out.
+    """
+    from torch.profiler import profile
+
+    device = next(pixel_decoder.parameters()).device
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with profile(activities=activities, profile_memory=True) as prof:
+            pixel_decoder(features)
+            sync(device)
+        table = prof.key_averages().table(sort_by="self_device_memory_usage", row_limit=8)
+        print(f"pixel decoder, {precision}, by GPU memory allocated:\n{table}", flush=True)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        with torch.backends.cudnn.flags(enabled=False):
+            pixel_decoder(features)
+            sync(device)
+    return {"peak_gpu_mib_without_cudnn": torch.cuda.max_memory_allocated(device) / 2**20}
 
 
 def run_steps(args: argparse.Namespace) -> int:
