@@ -12,7 +12,8 @@ Steps (each prints its figures and appends one JSON object per line to ``OUT/gpu
 - ``env``: torch, device, bf16 support, what ``--precision auto`` resolves to;
 - ``parity``: video_tiny per-clip raw outputs, the semi-online final result and the zero-shot
   per-frame final result on the device, fp32 to the fixtures' tolerances (TF32 off) and bf16 to the
-  accuracy guard (``tests/reference_fixtures.py``);
+  accuracy guard (``tests/reference_fixtures.py``); on CUDA also fp32 with PyTorch's TF32 defaults
+  (cuDNN convolutions in TF32), as the CLI runs it;
 - ``guard``: the full-size random-weight R-50 network, bf16 against fp32 on one window, with the
   backbone's frozen BNs folded into its convolutions (the default) and apart;
 - ``speed_r50``, ``speed_swinb``: per-stage seconds of one 5-frame window, reference path and fast
@@ -45,7 +46,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_speed import bench_window, fast_and_reference, print_windows  # noqa: E402
 from ovformer_core.config import r50_config  # noqa: E402
-from ovformer_core.inference.precision import autocast_dtype, cpu_has_fast_bf16, resolve_precision  # noqa: E402
+from ovformer_core.inference.precision import (  # noqa: E402
+    ResolvedPrecision,
+    autocast_dtype,
+    cpu_has_fast_bf16,
+    resolve_precision,
+)
 from ovformer_core.model.build import build_model  # noqa: E402
 from ovformer_core.model.preprocess import normalize_and_pad  # noqa: E402
 
@@ -118,22 +124,33 @@ def step_env(args: argparse.Namespace) -> None:
 
 
 def step_parity(args: argparse.Namespace) -> None:
+    """Every fixture in fp32 and bf16 with TF32 off; on CUDA fp32 once more with PyTorch's TF32 defaults.
+
+    The CLI does not touch the TF32 flags, and PyTorch lets cuDNN convolutions use TF32 by default: the
+    last run says whether ``--precision fp32`` on a GPU, as it runs today, still passes the fixtures.
+    """
     from tests.inference.fixture_checks import check_video_tiny_final, check_video_tiny_raw, check_zeroshot_final
 
     device = torch.device(args.device)
     exact_float32(device)
-    for precision in ("fp32", "bf16"):
+    runs: list[tuple[ResolvedPrecision, str]] = [("fp32", "off"), ("bf16", "off")]
+    if device.type == "cuda":
+        runs.append(("fp32", "pytorch default"))
+    for precision, tf32 in runs:
+        if tf32 == "pytorch default":
+            torch.backends.cudnn.allow_tf32 = True  # PyTorch's defaults (matmul TF32 stays off)
+            torch.backends.cuda.matmul.allow_tf32 = False
         for name, check in (
             ("video_tiny raw clips", check_video_tiny_raw),
             ("video_tiny semi-online final", check_video_tiny_final),
             ("zeroshot_video_tiny per-frame final", check_zeroshot_final),
         ):
+            where = {"fixture": name, "precision": precision, "tf32": tf32}
             try:
                 figures = check(device, precision)
-                emit(args.out, "parity", {"fixture": name, "precision": precision, "ok": True, **figures})
+                emit(args.out, "parity", {**where, "ok": True, **figures})
             except Exception as err:  # noqa: BLE001 - report it and go on with the other fixtures
-                record = {"fixture": name, "precision": precision, "ok": False, "error": f"{type(err).__name__}: {err}"}
-                emit(args.out, "parity", record)
+                emit(args.out, "parity", {**where, "ok": False, "error": f"{type(err).__name__}: {err}"})
 
 
 @torch.inference_mode()
