@@ -9,6 +9,12 @@
 #
 # Figures go to $OUT (when set) or benchmarks/gpu_check_out/: gpu_check.log (everything printed)
 # and gpu_check.jsonl (one JSON object per figure). Needs torch, timm, scipy, numpy, pycocotools.
+#
+# A package the GPU machine lacks (there: pycocotools, for its Python 3.12) travels as a wheel in
+# .whl/ (ignored by git), fetched beforehand where the registry is reachable:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl pycocotools
+# Wheels found there are installed into /tmp/ovformer_site before the check.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-benchmarks/gpu_check_out}"
@@ -18,6 +24,10 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python="${PYTHON:-python3}"
 {
   date -u
+  if compgen -G ".whl/*.whl" >/dev/null; then
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/ovformer_site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/ovformer_site"
+  fi
   command -v nvidia-smi >/dev/null && timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   # every step has its own time box (480 s together on a GPU), so no overall limit here
   "$python" benchmarks/gpu_check.py --out "$out" "$@"
