@@ -9,12 +9,15 @@ test_reduced_precision.py``, ``benchmarks/bench_precision.py``):
 - bfloat16 on CUDA GPUs that support it (Ampere and later);
 - float32 everywhere else: without those units bfloat16 is emulated and slower than float32.
 
-``--precision fp32`` reproduces the official fixtures; ``bf16`` keeps the sampling locations,
-attention weights and residual streams of the deformable encoder in float32 (see ``PixelDecoder``).
+``--precision fp32`` reproduces the official fixtures (on CUDA with TF32 switched off while the network
+runs, see ``ieee_float32``); ``bf16`` keeps the sampling locations, attention weights and residual
+streams of the deformable encoder in float32 (see ``PixelDecoder``).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -53,3 +56,45 @@ def resolve_precision(precision: Precision, device: torch.device) -> ResolvedPre
 def autocast_dtype(precision: ResolvedPrecision) -> torch.dtype | None:
     """The autocast dtype of a resolved precision (None: plain float32)."""
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _tf32_switches() -> list[tuple[object, str, object]]:
+    """(settings object, attribute, IEEE value) of cuDNN convolutions and CUDA matmuls.
+
+    Newer torch has per-operator settings; once one of them is set, the older boolean getters raise
+    ("a mix of the legacy and new APIs"), so those are used only where the new ones do not exist.
+    """
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        return [(conv, "fp32_precision", "ieee"), (torch.backends.cuda.matmul, "fp32_precision", "ieee")]
+    return [(torch.backends.cudnn, "allow_tf32", False), (torch.backends.cuda.matmul, "allow_tf32", False)]
+
+
+@contextlib.contextmanager
+def ieee_float32(device: torch.device) -> Iterator[None]:
+    """No TF32 on CUDA inside the block: float32 arithmetic as the parity fixtures were made.
+
+    By default PyTorch lets cuDNN convolutions round their float32 inputs to TF32 (10-bit mantissa) on
+    Ampere and later GPUs, about 1e-3 relative per convolution: not what ``--precision fp32`` promises.
+    The settings are process-wide, so they are set back on exit. Nothing changes on other devices.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    switches = _tf32_switches()
+    saved = [getattr(owner, name) for owner, name, _ in switches]
+    try:
+        for owner, name, value in switches:
+            setattr(owner, name, value)
+        yield
+    finally:
+        for (owner, name, _), value in zip(switches, saved, strict=True):
+            setattr(owner, name, value)
+
+
+def precision_context(precision: ResolvedPrecision, device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """Where the network runs in ``precision``: autocast to its dtype, or IEEE float32 for ``fp32``."""
+    dtype = autocast_dtype(precision)
+    if dtype is None:
+        return ieee_float32(device)
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -16,7 +16,6 @@ Nothing grows with the video but the RLE store (spooled to disk) and a few numbe
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -29,7 +28,7 @@ from ovformer_core.config import ModelConfig
 from ovformer_core.errors import OVFormerError
 from ovformer_core.inference.mask_writer import MAX_PENDING_CLIPS, MaskWriter
 from ovformer_core.inference.postprocess import pair_scores, top_k_pairs
-from ovformer_core.inference.precision import Precision, autocast_dtype, resolve_precision
+from ovformer_core.inference.precision import Precision, precision_context, resolve_precision
 from ovformer_core.inference.tracker import QueryTracks
 from ovformer_core.model.ovformer import OVFormer, WindowOutput
 from ovformer_core.model.preprocess import PreprocessInfo, normalize_and_pad, resize_frames, shortest_edge_size
@@ -235,15 +234,9 @@ class StreamingSegmenter:
         self.info = info
         return pixels, info
 
-    def _autocast(self) -> contextlib.AbstractContextManager[None]:
-        dtype = autocast_dtype(resolve_precision(self.options.precision, self.device))
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
     @torch.inference_mode()
     def _forward(self, pixels: Tensor, clip_embeds: Tensor) -> WindowOutput:
-        with self._autocast():
+        with precision_context(resolve_precision(self.options.precision, self.device), self.device):
             return self.model(pixels, clip_embeds, self.text_classifier)
 
     @torch.inference_mode()
