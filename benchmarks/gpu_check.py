@@ -13,13 +13,13 @@ Steps (each prints its figures and appends one JSON object per line to ``OUT/gpu
 - ``parity``: video_tiny per-clip raw outputs, the semi-online final result and the zero-shot
   per-frame final result on the device, fp32 to the fixtures' tolerances (TF32 off) and bf16 to the
   accuracy guard (``tests/reference_fixtures.py``); on CUDA also fp32 with PyTorch's TF32 defaults
-  (cuDNN convolutions in TF32), as the CLI runs it;
+  (cuDNN convolutions in TF32) around the library, which turns TF32 off for its fp32 network itself;
 - ``guard``: the full-size random-weight R-50 network, bf16 against fp32 on one window, with the
   backbone's frozen BNs folded into its convolutions (the default) and apart;
 - ``speed_r50``, ``speed_swinb``: per-stage seconds of one 5-frame window, reference path and fast
   path, at 360 and 480, fp32 and bf16 (``bench_speed.bench_window``), frames/s and peak GPU memory;
 - ``e2e``: the streaming segmenter (network, association, mask upsampling, RLE) on a frame array against
-  the network alone, before and after the mask worker (``bench_pipeline.py``);
+  the network alone, in the caller's thread and with the mask worker (``bench_pipeline.py``);
 - ``compile``: torch.compile (inductor; with CUDA graphs, ``reduce-overhead``, on CUDA) against eager on
   the R-50 window (bf16 on CUDA, fp32 on a CPU), taking turns;
 - ``cpu``: the host CPU, fp32 against bf16 on one R-50 window (AMX / AVX512-BF16 hosts show the gain);
@@ -29,7 +29,10 @@ Steps (each prints its figures and appends one JSON object per line to ``OUT/gpu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,6 +54,7 @@ from ovformer_core.inference.precision import (  # noqa: E402
     autocast_dtype,
     cpu_has_fast_bf16,
     resolve_precision,
+    tf32_switches,
 )
 from ovformer_core.model.build import build_model  # noqa: E402
 from ovformer_core.model.preprocess import normalize_and_pad  # noqa: E402
@@ -80,11 +84,18 @@ def emit(out: Path, step: str, record: dict) -> None:
         file.write(line + "\n")
 
 
-def exact_float32(device: torch.device) -> None:
-    """No TF32: fp32 parity is checked against fixtures made in true float32."""
+def exact_float32(device: torch.device) -> list[object]:
+    """No TF32 for the rest of the step (fixtures were made in true float32); returns the settings before.
+
+    The same settings as the library's ``ieee_float32``: mixing them with the older boolean flags makes
+    those flags' getters raise.
+    """
+    switches = tf32_switches()
+    before = [getattr(owner, name) for owner, name, _ in switches]
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        for owner, name, value in switches:
+            setattr(owner, name, value)
+    return before
 
 
 def random_r50_window(
@@ -134,14 +145,14 @@ def step_parity(args: argparse.Namespace) -> None:
     from tests.inference.fixture_checks import check_video_tiny_final, check_video_tiny_raw, check_zeroshot_final
 
     device = torch.device(args.device)
-    exact_float32(device)
+    defaults = exact_float32(device)
     runs: list[tuple[ResolvedPrecision, str]] = [("fp32", "off"), ("bf16", "off")]
     if device.type == "cuda":
         runs.append(("fp32", "pytorch default"))
     for precision, tf32 in runs:
         if tf32 == "pytorch default":
-            torch.backends.cudnn.allow_tf32 = True  # PyTorch's defaults (matmul TF32 stays off)
-            torch.backends.cuda.matmul.allow_tf32 = False
+            for (owner, name, _), value in zip(tf32_switches(), defaults, strict=True):
+                setattr(owner, name, value)
         for name, check in (
             ("video_tiny raw clips", check_video_tiny_raw),
             ("video_tiny semi-online final", check_video_tiny_final),
@@ -215,8 +226,15 @@ def step_speed(args: argparse.Namespace, name: str) -> None:
 
 
 def step_e2e(args: argparse.Namespace) -> None:
-    """The window loop against the network alone (``bench_pipeline.py``), before and after the mask worker."""
-    command = [sys.executable, str(ROOT / "benchmarks" / "bench_pipeline.py"), "--device", args.device]
+    """The window loop against the network alone (``bench_pipeline.py``), serial and with the mask worker.
+
+    Not the ``before`` variant (the old post-processing, about 5 s per 40 frames on the host): its time
+    would crowd the box, and the figure that counts is the ratio to the network alone.
+    """
+    command = [
+        *(sys.executable, str(ROOT / "benchmarks" / "bench_pipeline.py"), "--device", args.device),
+        *("--variants", "network", "serial", "pipelined"),
+    ]
     sizes = ["--height", "96", "--frames", "5", "--rounds", "1"] if args.quick else ["--frames", "40", "--rounds", "2"]
     for precision in ("bf16", "fp32"):
         report = subprocess.run([*command, *sizes, "--precision", precision, "--json"], capture_output=True, text=True)
@@ -344,9 +362,14 @@ def memory_diagnosis(
         print(f"pixel decoder, {precision}, by GPU memory allocated:\n{table}", flush=True)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-        with torch.backends.cudnn.flags(enabled=False):
+        # cuDNN off by its own switch: ``cudnn.flags()`` would read the boolean TF32 getter, which raises
+        # once the per-operator TF32 settings differ (``exact_float32``)
+        torch.backends.cudnn.enabled = False
+        try:
             pixel_decoder(features)
             sync(device)
+        finally:
+            torch.backends.cudnn.enabled = True
     return {"peak_gpu_mib_without_cudnn": torch.cuda.max_memory_allocated(device) / 2**20}
 
 
@@ -362,11 +385,18 @@ def run_steps(args: argparse.Namespace) -> int:
         print(f"== {step} (time box {box} s)", flush=True)
         command = [sys.executable, __file__, "--step", step, "--device", args.device, "--out", str(args.out)]
         start = time.perf_counter()
+        # A process group of its own, so that a step stopped at its box takes the processes it started
+        # (``e2e`` runs ``bench_pipeline.py``) along instead of leaving them on the GPU.
+        step_process = subprocess.Popen(command + (["--quick"] if args.quick else []), start_new_session=True)
         try:
-            done = subprocess.run(command + (["--quick"] if args.quick else []), timeout=box)
-            status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+            returncode = step_process.wait(timeout=box)
+            status = "ok" if returncode == 0 else f"failed (exit {returncode})"
         except subprocess.TimeoutExpired:
             status = f"stopped at its {box} s time box"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(step_process.pid, signal.SIGKILL)
+            step_process.wait()
         failed += status != "ok"
         print(f"== {step}: {status} in {time.perf_counter() - start:.0f} s", flush=True)
     return failed

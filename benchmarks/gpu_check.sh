@@ -28,6 +28,8 @@ python="${PYTHON:-python3}"
     "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/ovformer_site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/ovformer_site"
   fi
+  "$python" -c "import pycocotools" 2>/dev/null ||
+    echo "warning: pycocotools is missing: the parity, speed and e2e steps will fail; carry its wheel in .whl/ (see the top of this script)"
   command -v nvidia-smi >/dev/null && timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
   # every step has its own time box (480 s together on a GPU), so no overall limit here
   "$python" benchmarks/gpu_check.py --out "$out" "$@"

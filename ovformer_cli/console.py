@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ovformer_cli.exit_status import EXIT_FAILED, EXIT_SIGNAL_BASE, EXIT_USER_ERROR
-from ovformer_core.errors import OVFormerError
+from ovformer_core.errors import OVFormerError, out_of_memory
 
 if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn
@@ -26,6 +26,13 @@ R = TypeVar("R")
 
 #: Signals that stop a command: outputs in progress are removed, one line is printed.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+HOST_OUT_OF_MEMORY = (
+    "ran out of memory (the machine's, or a limit such as `ulimit -v`); close other programs, "
+    "raise the limit, or give smaller inputs"
+)
+GPU_OUT_OF_MEMORY = (
+    "ran out of GPU memory; close other programs using the GPU, give smaller inputs, or use --device cpu"
+)
 
 #: ``--threads``, shared by the commands that run the network on the CPU (see ``ovformer_core.cpu_threads``).
 ThreadsOption = Annotated[
@@ -144,10 +151,10 @@ def quiet_library_warnings() -> Iterator[None]:
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Run a command with one-line errors and clean stops.
 
-    An ``OVFormerError`` becomes ``error: <its line>`` and exit 2; running out of host memory (a
-    ``MemoryError`` from Python or numpy) one line and exit 1; Ctrl-C, SIGTERM and SIGHUP become
-    ``error: interrupted (SIG...)`` and exit 128 + the signal number. In every case the atomic writers
-    have removed whatever was unfinished.
+    An ``OVFormerError`` becomes ``error: <its line>`` and exit 2; running out of memory (a
+    ``MemoryError`` from Python or numpy, torch's allocators' ``RuntimeError``) one line and exit 1;
+    Ctrl-C, SIGTERM and SIGHUP become ``error: interrupted (SIG...)`` and exit 128 + the signal number.
+    In every case the atomic writers have removed whatever was unfinished.
     """
 
     @functools.wraps(func)
@@ -164,11 +171,12 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         except OVFormerError as err:
             raise fail(str(err)) from None
         except MemoryError:
-            raise fail(
-                "ran out of memory (the machine's, or a limit such as `ulimit -v`); close other programs, "
-                "raise the limit, or give smaller inputs",
-                EXIT_FAILED,
-            ) from None
+            raise fail(HOST_OUT_OF_MEMORY, EXIT_FAILED) from None
+        except RuntimeError as err:
+            kind = out_of_memory(err)
+            if kind is None:
+                raise
+            raise fail(HOST_OUT_OF_MEMORY if kind == "host" else GPU_OUT_OF_MEMORY, EXIT_FAILED) from None
         except KeyboardInterrupt as err:
             signum: int = err.signum if isinstance(err, Interrupted) else signal.SIGINT.value
             name = signal.Signals(signum).name

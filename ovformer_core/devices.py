@@ -76,8 +76,19 @@ def choose_device(
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise error(f"CUDA is not available on this machine; use `{parameter}`='cpu'")
-        if device.index is None:
+        by_rank = device.index is None
+        if by_rank:
             device = torch.device("cuda", local_rank)
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            gpus = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            advice = (
+                f"start at most {count} processes per machine (torchrun --nproc-per-node)"
+                if by_rank
+                else f"use `{parameter}`='cuda:0'" + ("" if count == 1 else f" (up to cuda:{count - 1})")
+            )
+            asked = f"LOCAL_RANK {local_rank}" if by_rank else f"`{parameter}`='{name}'"
+            raise error(f"there is no GPU {device.index} ({asked}): this machine has {gpus}; {advice}")
     return device
 
 
@@ -92,6 +103,10 @@ def process_group(group: ProcessGroup, device: torch.device) -> Iterator[None]:
     if not group.is_distributed or dist.is_initialized():
         yield
         return
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(device)  # NCCL's collectives (a barrier too) run on the current GPU
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield

@@ -19,6 +19,29 @@ def first_line(err: BaseException, limit: int = 120) -> str:
     return text.splitlines()[0][:limit]
 
 
+#: How torch words running out of memory: a GPU's (``torch.cuda.OutOfMemoryError`` and what cuDNN / cuBLAS
+#: report when their workspace allocation fails) and the host's (its CPU allocator raises a plain
+#: ``RuntimeError``, not ``MemoryError``).
+_GPU_OUT_OF_MEMORY = ("CUDA out of memory", "CUDA error: out of memory", "STATUS_ALLOC_FAILED")
+_HOST_OUT_OF_MEMORY = ("DefaultCPUAllocator: can't allocate memory", "DefaultCPUAllocator: not enough memory")
+
+
+def out_of_memory(err: BaseException) -> str | None:
+    """``"gpu"`` or ``"host"`` when ``err`` is torch running out of that memory, else None.
+
+    torch raises both as ``RuntimeError`` (``torch.cuda.OutOfMemoryError`` is one), so only the message
+    tells them from a bug; known by text, torch need not be imported here.
+    """
+    if not isinstance(err, RuntimeError):
+        return None
+    text = str(err)
+    if any(marker in text for marker in _GPU_OUT_OF_MEMORY):
+        return "gpu"
+    if any(marker in text for marker in _HOST_OUT_OF_MEMORY):
+        return "host"
+    return None
+
+
 class OVFormerError(Exception):
     """Base class for every user-facing error; the CLI prints ``str(err)`` and exits non-zero."""
 

@@ -7,6 +7,7 @@ generator that reports every window, for progress bars and long videos.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -19,8 +20,8 @@ import torch
 from ovformer_core.checkpoints import MODEL_RELEASES, check_fits, read_checkpoint
 from ovformer_core.config import ModelConfig
 from ovformer_core.devices import choose_device
-from ovformer_core.errors import CheckpointError, OVFormerError
-from ovformer_core.inference.precision import Precision
+from ovformer_core.errors import CheckpointError, OVFormerError, out_of_memory
+from ovformer_core.inference.precision import Precision, ieee_float32, resolve_precision
 from ovformer_core.inference.segment import SegmentOptions, StreamingSegmenter, TrackResult
 from ovformer_core.io.results import Track, VideoResult
 from ovformer_core.io.video import FrameWindow, ReadOptions, SourceSpec, VideoSource, open_source
@@ -259,10 +260,12 @@ class Predictor:
         indices: list[int] = []
         times: list[float] = []
         whole_video: list[tuple[np.ndarray, torch.Tensor]] = []  # offline: every window, run at the end
+        exact = resolve_precision(options.precision, self.device) == "fp32"
         try:
             for chunk in windows:
                 started = time.perf_counter()
-                embeds = encode(chunk.frames, chunk.start)
+                with ieee_float32(self.device) if exact else contextlib.nullcontext():  # CLIP as the network
+                    embeds = encode(chunk.frames, chunk.start)
                 if options.mode == "offline":
                     whole_video.append((chunk.frames, embeds))
                 else:
@@ -276,7 +279,9 @@ class Predictor:
                 whole_video.clear()
                 segmenter.add_window(np.concatenate(frames), torch.cat(embeds_list))
             tracks = segmenter.finish()
-        except torch.cuda.OutOfMemoryError:
+        except RuntimeError as err:
+            if out_of_memory(err) != "gpu":
+                raise
             advice = "" if options.mode == "offline" else "lower `window`, "
             raise OVFormerError(
                 f"CUDA out of memory; {advice}use `precision`='bf16', a smaller `min_size`, or `device`='cpu'"

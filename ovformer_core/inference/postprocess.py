@@ -115,6 +115,6 @@ def run_starts(columns: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     Returns:
         (mask index ``[K]``, pixel index ``[K]`` where a run starts (1..H*W-1), first pixel bool ``[M]``).
     """
-    flat = columns.reshape(columns.shape[0], -1)
+    flat = columns.flatten(1)  # [M, W*H]; reshape(M, -1) cannot infer W*H when M is 0
     boundaries = (flat[:, 1:] != flat[:, :-1]).nonzero()  # row-major: by mask, then position
     return boundaries[:, 0], boundaries[:, 1] + 1, flat[:, 0]

@@ -47,7 +47,9 @@ def resolve_precision(precision: Precision, device: torch.device) -> ResolvedPre
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        # Compute capability 8 (Ampere) and later multiply bf16 in hardware. Not ``is_bf16_supported()``:
+        # it also says yes where bf16 is only emulated (V100, T4), and asks about the current device.
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp32"
     if device.type == "cpu":
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     return "fp32"
@@ -58,7 +60,7 @@ def autocast_dtype(precision: ResolvedPrecision) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def _tf32_switches() -> list[tuple[object, str, object]]:
+def tf32_switches() -> list[tuple[object, str, object]]:
     """(settings object, attribute, IEEE value) of cuDNN convolutions and CUDA matmuls.
 
     Newer torch has per-operator settings; once one of them is set, the older boolean getters raise
@@ -81,7 +83,7 @@ def ieee_float32(device: torch.device) -> Iterator[None]:
     if device.type != "cuda":
         yield
         return
-    switches = _tf32_switches()
+    switches = tf32_switches()
     saved = [getattr(owner, name) for owner, name, _ in switches]
     try:
         for owner, name, value in switches:

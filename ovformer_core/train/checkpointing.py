@@ -73,7 +73,9 @@ def set_rng_states(states: dict[str, Any]) -> None:
     random.setstate((version, tuple(state), gauss))
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        # One state per GPU the saving process saw; a resume may see fewer (set_rng_state_all would fail).
+        for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
 
 
 def read_train_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -233,7 +233,8 @@ class Trainer:
     def _all_sum(self, values: list[float]) -> list[float]:
         if self.group.world_size == 1:
             return values
-        tensor = torch.tensor(values, dtype=torch.float64)
+        # On the run's device: NCCL (the CUDA backend) reduces only GPU tensors.
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return tensor.tolist()
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import ovformer_core.io.overlay as overlay_module
 from ovformer_cli.app import app
+from ovformer_core.errors import out_of_memory
 from ovformer_core.io.results import load_result
 from tests.conftest import write_video
 from tests.reference_fixtures import VIDEO_TINY
@@ -195,11 +196,20 @@ def test_output_folder_not_writable(tmp_path: Path, weights):
     assert result.exit_code == 2 and "is a file" in one_error_line(result.output)
 
 
-def test_cuda_out_of_memory_says_what_to_lower(tmp_path: Path, weights, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),  # a convolution's workspace did not fit
+    ],
+)
+def test_cuda_out_of_memory_says_what_to_lower(
+    tmp_path: Path, weights, monkeypatch: pytest.MonkeyPatch, error: RuntimeError
+):
     from ovformer_core.model.ovformer import OVFormer
 
     def boom(*args, **kwargs):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise error
 
     monkeypatch.setattr(OVFormer, "forward", boom)
     write_video(tmp_path / "a.mp4", num_frames=3)
@@ -208,3 +218,33 @@ def test_cuda_out_of_memory_says_what_to_lower(tmp_path: Path, weights, monkeypa
     line = one_error_line(result.output)
     assert "out of memory" in line and "--precision bf16" in line
     assert not (tmp_path / "out" / "a.json").exists()
+
+
+def test_host_out_of_memory_in_torch_is_one_line(tmp_path: Path, weights, monkeypatch: pytest.MonkeyPatch):
+    from ovformer_core.model.ovformer import OVFormer
+
+    def huge(*args, **kwargs):
+        return torch.empty(1 << 60, dtype=torch.uint8)  # torch's CPU allocator raises RuntimeError, not MemoryError
+
+    monkeypatch.setattr(OVFormer, "forward", huge)
+    write_video(tmp_path / "a.mp4", num_frames=3)
+    result = runner.invoke(app, segment_args(weights, str(tmp_path / "a.mp4"), "-o", str(tmp_path / "out")))
+    assert result.exit_code == 1
+    assert one_error_line(result.output).startswith("error: ran out of memory (the machine's")
+    assert not (tmp_path / "out" / "a.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "gpu"),
+        (RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"), "gpu"),
+        (RuntimeError("size mismatch, m1: [2 x 3], m2: [4 x 5]"), None),
+        (MemoryError(), None),  # Python's own: the CLI handles it apart
+    ],
+)
+def test_out_of_memory_is_told_from_other_errors(error: BaseException, kind: str | None):
+    assert out_of_memory(error) == kind
+    with pytest.raises(RuntimeError) as host:
+        torch.empty(1 << 60, dtype=torch.uint8)
+    assert out_of_memory(host.value) == "host"

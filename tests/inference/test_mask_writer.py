@@ -72,9 +72,10 @@ def test_empty_rle_and_columns_match_the_plain_encoders() -> None:
     assert encode_columns(np.zeros((0, 5, 7), bool), 7) == []
 
 
-@pytest.mark.parametrize(("background", "runs_on_device"), [(True, False), (False, False), (True, True)])
+@pytest.mark.parametrize(("background", "runs_on_device"), [(True, False), (False, False), (True, True), (False, True)])
 def test_writer_stores_every_frame_in_order(background: bool, runs_on_device: bool) -> None:
     clips = [clip_logits(seed) for seed in range(4)]
+    clips.insert(2, -clip_logits(4).abs())  # a black frame's clip: not one map to upsample
     writer = MaskWriter(CPU, max_pending=1, background=background, runs_on_device=runs_on_device)
     try:
         for logits in clips:

@@ -72,7 +72,16 @@ def test_auto_precision_on_cpu(monkeypatch: pytest.MonkeyPatch, features: dict, 
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 
-@pytest.mark.parametrize("supported", [True, False])
-def test_auto_precision_on_cuda(monkeypatch: pytest.MonkeyPatch, supported: bool):
-    monkeypatch.setattr(precision_module.torch.cuda, "is_bf16_supported", lambda: supported)
-    assert resolve_precision("auto", torch.device("cuda")) == ("bf16" if supported else "fp32")
+@pytest.mark.parametrize(("capability", "expected"), [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 5), "fp32")])
+def test_auto_precision_on_cuda(monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], expected: str):
+    asked = []
+
+    def device_capability(device: torch.device) -> tuple[int, int]:
+        asked.append(device)
+        return capability
+
+    monkeypatch.setattr(precision_module.torch.cuda, "get_device_capability", device_capability)
+    # torch also reports emulated bf16 (a T4's) as supported: that must not decide
+    monkeypatch.setattr(precision_module.torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert resolve_precision("auto", torch.device("cuda", 1)) == expected
+    assert asked == [torch.device("cuda", 1)]  # the GPU the run uses, not the current one

@@ -259,6 +259,17 @@ def test_rng_states_round_trip_through_a_weights_only_file(tmp_path: Path) -> No
     assert torch.equal(got[0], expected[0]) and got[1:] == expected[1:]
 
 
+def test_rng_states_of_more_gpus_than_the_resume_sees(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run saved on 4 GPUs resumes on 2: the states of the GPUs present are restored, no error."""
+    states = rng_states() | {"cuda": [torch.full((8,), i, dtype=torch.uint8) for i in range(4)]}
+    restored: list[tuple[int, torch.Tensor]] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((device, state)))
+    set_rng_states(states)
+    assert [(device, int(state[0])) for device, state in restored] == [(0, 0), (1, 1)]
+
+
 def _touch(folder: Path, iteration: int) -> Path:
     path = folder / checkpoint_name(iteration)
     path.write_bytes(b"checkpoint %d" % iteration)

@@ -1,0 +1,43 @@
+"""``choose_device``: which device a run uses, and one-line errors for the ones it cannot."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ovformer_core.devices import choose_device
+from ovformer_core.errors import OVFormerError
+
+
+def test_cpu_and_bad_names() -> None:
+    assert choose_device("cpu") == torch.device("cpu")
+    with pytest.raises(OVFormerError, match=r"unknown device 'gpu0'; set `device` to cpu, cuda or cuda:N"):
+        choose_device("gpu0")
+
+
+@pytest.fixture
+def two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+def test_cuda_means_the_process_gpu(two_gpus: None) -> None:
+    assert choose_device("cuda") == torch.device("cuda", 0)
+    assert choose_device("cuda", local_rank=1) == torch.device("cuda", 1)  # torchrun's second process
+    assert choose_device("cuda:1", local_rank=0) == torch.device("cuda", 1)
+
+
+def test_a_gpu_that_is_not_there_is_one_line(two_gpus: None) -> None:
+    with pytest.raises(OVFormerError) as err:
+        choose_device("cuda:5")
+    assert str(err.value) == (
+        "there is no GPU 5 (`device`='cuda:5'): this machine has cuda:0 to cuda:1; use `device`='cuda:0' (up to cuda:1)"
+    )
+    with pytest.raises(OVFormerError, match=r"no GPU 3 \(LOCAL_RANK 3\).*at most 2 processes per machine"):
+        choose_device("cuda", local_rank=3)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda() -> None:
+    with pytest.raises(OVFormerError, match=r"CUDA is not available on this machine; use `device`='cpu'"):
+        choose_device("cuda")
