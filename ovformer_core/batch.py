@@ -82,7 +82,7 @@ class ModelSpec:
         """``load_model`` with these arguments, on the GPU of ``group``'s local rank when it has several processes."""
         device = self.device
         if group is not None and group.is_distributed:
-            device = str(choose_device(device, group.local_rank))
+            device = str(choose_device(device, group.local_rank, world_size=group.world_size))
         from ovformer_core.predictor import load_model
 
         return load_model(

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from ovformer_core.errors import OVFormerError
@@ -20,6 +21,11 @@ if TYPE_CHECKING:  # torch is imported when a device is chosen: a batch of missi
     import torch
 
 T = TypeVar("T")
+
+#: How long a process waits in a collective: ranks wait at a barrier while the others finish their share
+#: of a dataset, or while rank 0 alone evaluates during training. NCCL's default (10 minutes) would end
+#: such a job with a watchdog timeout.
+COLLECTIVE_TIMEOUT = timedelta(hours=4)
 
 
 @dataclass(frozen=True)
@@ -53,13 +59,19 @@ class ProcessGroup:
 
 
 def choose_device(
-    name: str | None, local_rank: int = 0, parameter: str = "device", error: type[OVFormerError] = OVFormerError
+    name: str | None,
+    local_rank: int = 0,
+    parameter: str = "device",
+    error: type[OVFormerError] = OVFormerError,
+    world_size: int = 1,
 ) -> torch.device:
     """The device a run uses.
 
     Args:
         name: ``cpu``, ``cuda``, ``cuda:N`` (or any ``torch.device`` string); None: CUDA when available.
         local_rank: the GPU that a plain ``cuda`` means (a torchrun process's ``LOCAL_RANK``).
+        world_size: processes in the torchrun job; with more than one, a GPU index is refused (every
+            process would take the same GPU, which NCCL refuses).
         parameter: the setting ``name`` came from, named in errors.
         error: the ``OVFormerError`` subclass raised.
 
@@ -77,6 +89,11 @@ def choose_device(
         if not torch.cuda.is_available():
             raise error(f"CUDA is not available on this machine; use `{parameter}`='cpu'")
         by_rank = device.index is None
+        if not by_rank and world_size > 1:
+            raise error(
+                f"`{parameter}`='{name}' names one GPU for all {world_size} processes of the torchrun job; "
+                f"use `{parameter}`='cuda' (each process takes the GPU of its LOCAL_RANK)"
+            )
         if by_rank:
             device = torch.device("cuda", local_rank)
         count = torch.cuda.device_count()
@@ -107,7 +124,7 @@ def process_group(group: ProcessGroup, device: torch.device) -> Iterator[None]:
         import torch
 
         torch.cuda.set_device(device)  # NCCL's collectives (a barrier too) run on the current GPU
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
     try:
         yield
     finally:

@@ -41,3 +41,11 @@ def test_a_gpu_that_is_not_there_is_one_line(two_gpus: None) -> None:
 def test_cuda_without_cuda() -> None:
     with pytest.raises(OVFormerError, match=r"CUDA is not available on this machine; use `device`='cpu'"):
         choose_device("cuda")
+
+
+def test_one_gpu_index_for_a_torchrun_job_is_refused(two_gpus: None) -> None:
+    """Every process would take cuda:1, which NCCL refuses ("Duplicate GPU detected")."""
+    with pytest.raises(OVFormerError, match=r"`device`='cuda:1' names one GPU for all 2 processes.*`device`='cuda'"):
+        choose_device("cuda:1", local_rank=0, world_size=2)
+    assert choose_device("cuda", local_rank=1, world_size=2) == torch.device("cuda", 1)
+    assert choose_device("cpu", local_rank=1, world_size=2) == torch.device("cpu")

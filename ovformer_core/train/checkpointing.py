@@ -111,7 +111,8 @@ def restore_train_state(
         model.load_state_dict(weights, strict=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # a run without fp16 loss scaling (CPU, bf16, amp off) saved an empty state
+            scaler.load_state_dict(state["scaler"])
         set_rng_states(state["rng"])
         iteration = state["iteration"]
     except KeyError as err:

@@ -278,8 +278,10 @@ class SetCriterion:
         """``loss_mask`` (BCE) and ``loss_dice`` of one head on uncertainty-sampled points."""
         pred_masks = torch.cat([outputs.mask_logits[b, m.query_idx] for b, m in enumerate(matches)])  # [M, T, h, w]
         if pred_masks.shape[0] == 0:
-            # No GT in the batch: zero, but still attached to the graph so backward works.
-            zero = outputs.mask_logits.sum() * 0.0
+            # No GT in the batch: zero, but still attached to the graph so backward works. An empty slice,
+            # not ``sum() * 0``: an fp16 sum of millions of negative logits overflows to -inf, and -inf * 0
+            # is NaN (fp16 autocast on a GPU).
+            zero = outputs.mask_logits[:, :0].float().sum()
             return {"loss_mask": zero, "loss_dice": zero}
         target_masks = torch.cat([t.masks[m.target_idx] for t, m in zip(targets, matches, strict=True)])
         # Each frame is its own map: [M * T, 1, h, w].

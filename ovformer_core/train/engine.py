@@ -158,7 +158,9 @@ class Trainer:
     # ----- set-up -------------------------------------------------------------------------------------------
 
     def _pick_device(self) -> torch.device:
-        device = choose_device(self.cfg.run.device or None, self.group.local_rank, "run.device", TrainingError)
+        device = choose_device(
+            self.cfg.run.device or None, self.group.local_rank, "run.device", TrainingError, self.group.world_size
+        )
         if device.type == "cuda":
             torch.cuda.set_device(device)
         return device

@@ -22,6 +22,9 @@ from torch import Tensor
 from ovformer_core.inference.postprocess import pair_scores
 from ovformer_core.train.point_sampling import point_sample
 
+#: The cost a NaN or infinite entry of the cost matrix is replaced with (real costs are a few units).
+_UNMATCHABLE = 1e8
+
 
 class HeadPredictions(Protocol):
     """What the matcher and criterion read from a head output (``HeadOutputs`` or ``WindowOutput``)."""
@@ -187,7 +190,10 @@ class HungarianMatcher:
                 target,
                 point_coords,
             )
-            query_idx, target_idx = linear_sum_assignment(cost.cpu().numpy())
+            # An overflowed forward (fp16) gives NaN/inf costs, which scipy refuses on this rank alone while
+            # the others wait in a collective; kept finite, the NaN loss check stops every rank together.
+            finite_cost = torch.nan_to_num(cost, nan=_UNMATCHABLE, posinf=_UNMATCHABLE, neginf=-_UNMATCHABLE)
+            query_idx, target_idx = linear_sum_assignment(finite_cost.cpu().numpy())
             matches.append(
                 MatchIndices(
                     query_idx=torch.as_tensor(query_idx, dtype=torch.int64, device=device),

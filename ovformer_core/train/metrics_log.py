@@ -7,6 +7,7 @@ JSON lines are still written and one warning says how to get the events.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,7 +55,9 @@ class MetricsLog:
         if not self.enabled:
             return
         with self.path.open("a") as handle:
-            handle.write(json.dumps({"iteration": iteration, **scalars}) + "\n")
+            # JSON has no inf or NaN (an fp16 step the loss scaler skipped has an infinite gradient norm)
+            finite = {name: value if math.isfinite(value) else None for name, value in scalars.items()}
+            handle.write(json.dumps({"iteration": iteration, **finite}) + "\n")
         if self._writer is not None:
             for name, value in scalars.items():
                 self._writer.add_scalar(name, value, iteration)

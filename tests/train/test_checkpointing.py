@@ -360,6 +360,25 @@ def test_damaged_training_state_is_one_line(tmp_path: Path) -> None:
     assert restore_train_state(_saved(tmp_path, model, cfg, good), model, optimizer, scheduler, scaler) == 6
 
 
+def test_resume_with_loss_scaling_from_a_run_without_it(tmp_path: Path) -> None:
+    """A CPU / bf16 / amp-off run saved an empty scaler state; an fp16 run (a GPU's) resumes from it."""
+    cfg = tiny_config(video=True)
+    model = _tiny_model(num_classes=cfg.num_classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    saved = {
+        "iteration": 6,
+        "rng": rng_states(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": torch.amp.GradScaler("cpu", enabled=False).state_dict(),
+    }
+    assert saved["scaler"] == {}
+    scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
+    assert restore_train_state(_saved(tmp_path, model, cfg, saved), model, optimizer, scheduler, scaler) == 6
+    assert scaler.get_scale() == 1024.0  # its own starting scale
+
+
 def _saved(tmp_path: Path, model: nn.Module, cfg: ModelConfig, state: dict) -> Path:
     path = tmp_path / checkpoint_name(6)
     save_train_checkpoint(path, model, cfg, state, torch.zeros(512, 13), ["a"] * 12)

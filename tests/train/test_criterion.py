@@ -199,3 +199,16 @@ def test_gradients_flow_and_are_finite(num_targets: int) -> None:
         if num_targets:
             assert float(head_outputs.class_logits.grad.abs().sum()) > 0
             assert float(head_outputs.mask_logits.grad.abs().sum()) > 0
+
+
+def test_no_targets_with_fp16_mask_logits_is_a_finite_zero() -> None:
+    """Under fp16 autocast on a GPU the mask logits are fp16: summing millions of negative ones overflows."""
+    mask_logits = torch.full((1, 100, 2, 160, 288), -0.05, dtype=torch.float16, requires_grad=True)
+    assert torch.isinf(mask_logits.detach().sum())  # the overflow the zero loss must not touch
+    class_logits = torch.zeros(1, 100, 4, requires_grad=True)
+    outputs = HeadOutputs(class_logits, torch.zeros(1, 100, 2), mask_logits)
+    targets = [VideoTarget(labels=torch.zeros(0, dtype=torch.int64), masks=torch.zeros(0, 2, 160, 288))]
+    losses = SetCriterion(num_classes=3, config=LossConfig(num_points=20))(outputs, targets)
+    assert float(losses["loss_mask"].detach()) == 0.0 and float(losses["loss_dice"].detach()) == 0.0
+    weighted_total(losses, LossConfig()).backward()
+    assert mask_logits.grad is not None and not bool(mask_logits.grad.any())  # attached, all-zero gradient

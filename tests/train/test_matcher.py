@@ -133,3 +133,17 @@ def test_point_sample_at_pixel_centres_reads_the_pixels() -> None:
     points = torch.stack([(cols.flatten() + 0.5) / 5, (rows.flatten() + 0.5) / 4], dim=-1)
     sampled = point_sample(maps, points[None].expand(2, -1, -1))
     torch.testing.assert_close(sampled, maps.flatten(2))
+
+
+def test_non_finite_costs_still_match_every_target() -> None:
+    """An overflowed fp16 forward gives NaN/inf logits: scipy would raise on this rank alone."""
+    gen = torch.Generator().manual_seed(0)
+    class_logits = torch.randn(1, 4, 3, generator=gen)
+    class_logits[0, 0] = float("nan")
+    mask_logits = torch.randn(1, 4, 1, 4, 4, generator=gen)
+    mask_logits[0, 1] = float("inf")
+    outputs = HeadOutputs(class_logits=class_logits, object_logits=torch.zeros(1, 4, 2), mask_logits=mask_logits)
+    targets = [{"labels": torch.tensor([0, 1]), "masks": torch.ones(2, 1, 4, 4)}]
+    (match,) = HungarianMatcher(num_points=16)(outputs, targets, generator=torch.Generator().manual_seed(0))
+    assert sorted(match.target_idx.tolist()) == [0, 1]
+    assert not {0, 1} & set(match.query_idx.tolist())  # the broken queries are the last choice

@@ -135,3 +135,13 @@ def test_without_tensorboard_one_warning_and_the_json_lines(tmp_path: Path, monk
     log.close()
     assert read_metrics(tmp_path) == [{"iteration": 1, "loss": 1.5}]
     assert not (tmp_path / "tensorboard").exists()
+
+
+def test_non_finite_values_are_json_null(tmp_path: Path) -> None:
+    """A step the fp16 loss scaler skipped has an infinite gradient norm; JSON has no Infinity."""
+    log = _quiet_log(tmp_path)
+    log.log(3, {"loss": 2.0, "grad_norm": float("inf"), "lr": float("nan")})
+    log.close()
+    (line,) = _lines(tmp_path)
+    assert "Infinity" not in line and "NaN" not in line
+    assert json.loads(line) == {"iteration": 3, "loss": 2.0, "grad_norm": None, "lr": None}
