@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ovformer_core.errors import DownloadError, WeightsNotFoundError
 from ovformer_core.io.atomic import atomic_path
-from ovformer_core.io.tensor_files import path_problem
+from ovformer_core.io.tensor_files import looks_like_html, path_problem
 
 #: Environment variable naming the cache folder.
 HOME_ENV = "OVFORMER_HOME"
@@ -218,7 +218,13 @@ def download(weight: WeightFile, target: Path, progress: bool = True, hint: str 
     manual = f"download {weight.url} yourself and save it as {target}{hint}"
     try:
         with atomic_path(target) as tmp:
-            digest, num_bytes = _stream_to(weight, tmp, progress)
+            try:
+                digest, num_bytes = _stream_to(weight, tmp, progress)
+            except _WebPageError:
+                raise DownloadError(
+                    f"{weight.url} sent a web page, not the {weight.name} weights (Google Drive does so when "
+                    f"a file's download quota is used up or it asks for a sign-in); {manual}"
+                ) from None
             if weight.sha256 is not None and digest != weight.sha256.lower():
                 raise DownloadError(
                     f"downloaded {weight.name} weights have sha256 {digest[:12]}..., expected "
@@ -236,11 +242,21 @@ def download(weight: WeightFile, target: Path, progress: bool = True, hint: str 
     return digest
 
 
+class _WebPageError(Exception):
+    """The server answered with an HTML page where a weight file was expected."""
+
+
 def _stream_to(weight: WeightFile, tmp: Path, progress: bool) -> tuple[str, int]:
-    """Copy the URL's body into ``tmp``; returns (sha256 hex digest, byte count)."""
+    """Copy the URL's body into ``tmp``; returns (sha256 hex digest, byte count).
+
+    Raises:
+        _WebPageError: the body is an HTML page (with no published checksum it would be cached as weights).
+    """
     hasher = hashlib.sha256()
     num_bytes = 0
     with urllib.request.urlopen(weight.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        if response.headers.get_content_type() == "text/html":
+            raise _WebPageError
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else weight.size
         with (
@@ -257,6 +273,8 @@ def _stream_to(weight: WeightFile, tmp: Path, progress: bool) -> tuple[str, int]
             ) as bar,
         ):
             while chunk := response.read(CHUNK_BYTES):
+                if num_bytes == 0 and looks_like_html(chunk):
+                    raise _WebPageError
                 out.write(chunk)
                 hasher.update(chunk)
                 num_bytes += len(chunk)

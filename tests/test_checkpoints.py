@@ -136,6 +136,16 @@ def test_truncated_file(tmp_path: Path):
     assert "truncated or not a PyTorch file" in message and "re-download" in message
 
 
+def test_a_saved_error_page(tmp_path: Path):
+    """What a download cached before web pages were refused: torch would call '<' an unknown opcode."""
+    path = tmp_path / "ovformer_r50_lvvis.pth"
+    path.write_bytes(b"\n <!DOCTYPE html><html><title>Google Drive - Quota exceeded</title></html>")
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    message = one_line(err)
+    assert f"cannot read checkpoint {path}: it is a web page, not a checkpoint" in message and "re-download" in message
+
+
 def test_missing_file(tmp_path: Path):
     with pytest.raises(CheckpointError) as err:
         read_checkpoint(tmp_path / "nope.pth")

@@ -28,6 +28,15 @@ class _Server:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 server.requests += 1
+                if self.path in ("/page", "/page-as-binary"):  # what Google Drive sends when over quota
+                    body = b"\n<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head></html>"
+                    self.send_response(200)
+                    kind = "text/html; charset=utf-8" if self.path == "/page" else "application/octet-stream"
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if self.path != "/w.pt":
                     self.send_error(404)
                     return
@@ -95,6 +104,17 @@ def test_size_mismatch_and_http_error(server: _Server, tmp_path: Path) -> None:
         resolve(_weight(f"{server.url}/w.pt", sha256=None, size=7), home=tmp_path, progress=False)
     with pytest.raises(DownloadError, match="Not Found"):
         resolve(_weight(f"{server.url}/missing.pt"), home=tmp_path, progress=False)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("path", ["/page", "/page-as-binary"])
+def test_a_web_page_is_not_cached_as_weights(server: _Server, tmp_path: Path, path: str) -> None:
+    """Unpublished checksums (the official releases) cannot catch it: the page itself is refused."""
+    with pytest.raises(DownloadError) as info:
+        resolve(_weight(f"{server.url}{path}", sha256=None), home=tmp_path, progress=False)
+    message = str(info.value)
+    assert "sent a web page, not the Test weights" in message and "\n" not in message
+    assert str(tmp_path / "w.pt") in message  # where to save it by hand
     assert os.listdir(tmp_path) == []
 
 

@@ -20,6 +20,7 @@ Python object or code it would need). Nothing from a file is ever run.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -201,8 +202,18 @@ def _torch_load(path: Path, extra_globals: Iterable[Callable[..., Any]]) -> Any:
             return torch.load(handle, map_location="cpu", weights_only=True)
 
 
+def looks_like_html(head: bytes) -> bool:
+    """Whether a file or body starting with ``head`` is a web page (an error page saved as a download)."""
+    return head[:512].lstrip().lower().startswith((b"<!doctype html", b"<html"))
+
+
 def _read_error(path: Path, kind: TensorFileFormat, err: BaseException, what: str, hint: str) -> CheckpointError:
     text = str(err)
+    with contextlib.suppress(OSError), path.open("rb") as handle:
+        if looks_like_html(handle.read(512)):
+            return CheckpointError(
+                f"cannot read {what} {path}: it is a web page, not a {what} (a failed download?); {hint}"
+            )
     # torch's weights-only unpickler names a refused global as "... GLOBAL module.name ..." (wording varies).
     refused = re.search(r"\bGLOBAL ([\w.]+)", text) if text.startswith("Weights only load failed") else None
     if refused:
