@@ -364,17 +364,26 @@ def memory_diagnosis(
         torch.cuda.reset_peak_memory_stats(device)
         # cuDNN off by its own switch: ``cudnn.flags()`` would read the boolean TF32 getter, which raises
         # once the per-operator TF32 settings differ (``exact_float32``)
+        was_enabled = torch.backends.cudnn.enabled
         torch.backends.cudnn.enabled = False
         try:
             pixel_decoder(features)
             sync(device)
         finally:
-            torch.backends.cudnn.enabled = True
+            torch.backends.cudnn.enabled = was_enabled
     return {"peak_gpu_mib_without_cudnn": torch.cuda.max_memory_allocated(device) / 2**20}
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_steps(args: argparse.Namespace) -> int:
     """Every requested step in its own process under its time box; the number that failed."""
+    # A step runs in a process group of its own (below), out of reach of a signal sent to ours: SIGTERM
+    # (a time limit) and SIGHUP must unwind through the ``finally`` that stops the step's group.
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _exit_on_signal)
     failed = 0
     scale = 1 if args.device != "cpu" else 8  # a shared 2-core CPU takes minutes even on tiny inputs
     for step in args.steps:

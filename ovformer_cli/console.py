@@ -30,9 +30,7 @@ HOST_OUT_OF_MEMORY = (
     "ran out of memory (the machine's, or a limit such as `ulimit -v`); close other programs, "
     "raise the limit, or give smaller inputs"
 )
-GPU_OUT_OF_MEMORY = (
-    "ran out of GPU memory; close other programs using the GPU, give smaller inputs, or use --device cpu"
-)
+GPU_OUT_OF_MEMORY = "ran out of GPU memory; close other programs using the GPU, give smaller inputs, or run on the CPU"
 
 #: ``--threads``, shared by the commands that run the network on the CPU (see ``ovformer_core.cpu_threads``).
 ThreadsOption = Annotated[

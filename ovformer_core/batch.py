@@ -82,7 +82,7 @@ class ModelSpec:
         """``load_model`` with these arguments, on the GPU of ``group``'s local rank when it has several processes."""
         device = self.device
         if group is not None and group.is_distributed:
-            device = str(choose_device(device, group.local_rank, world_size=group.world_size))
+            device = str(choose_device(device, group.local_rank, local_world_size=group.local_world_size))
         from ovformer_core.predictor import load_model
 
         return load_model(
@@ -450,7 +450,7 @@ def iter_segment_dataset(
     if not Path(frames_root).is_dir():
         raise OVFormerError(f"frames root {frames_root} is not a folder; check `frames_root`")
     check_writable(results_path.parent, results_parameter)
-    torch_device = choose_device(model.device, group.local_rank)
+    torch_device = choose_device(model.device, group.local_rank, local_world_size=group.local_world_size)
     with process_group(group, torch_device):
         predictor = replace(model, device=str(torch_device), progress=model.progress and group.is_main).load()
         total = len(group.shard(data.videos))

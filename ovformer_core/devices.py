@@ -22,9 +22,9 @@ if TYPE_CHECKING:  # torch is imported when a device is chosen: a batch of missi
 
 T = TypeVar("T")
 
-#: How long a process waits in a collective: ranks wait at a barrier while the others finish their share
-#: of a dataset, or while rank 0 alone evaluates during training. NCCL's default (10 minutes) would end
-#: such a job with a watchdog timeout.
+#: How long a process waits in a collective: in ``segment --dataset`` ranks wait at a barrier while the
+#: others finish their share, in training while rank 0 alone evaluates. NCCL's default (10 minutes) would
+#: end such a job with a watchdog timeout.
 COLLECTIVE_TIMEOUT = timedelta(hours=4)
 
 
@@ -35,6 +35,7 @@ class ProcessGroup:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # processes on this machine
 
     @property
     def is_main(self) -> bool:
@@ -46,11 +47,13 @@ class ProcessGroup:
 
     @classmethod
     def from_env(cls) -> ProcessGroup:
-        """Read ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` as set by torchrun."""
+        """Read ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE`` as set by torchrun."""
+        world_size = int(os.environ.get("WORLD_SIZE", 1))
         return cls(
             rank=int(os.environ.get("RANK", 0)),
-            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            world_size=world_size,
             local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+            local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world_size)),
         )
 
     def shard(self, items: Sequence[T]) -> list[T]:
@@ -63,20 +66,21 @@ def choose_device(
     local_rank: int = 0,
     parameter: str = "device",
     error: type[OVFormerError] = OVFormerError,
-    world_size: int = 1,
+    local_world_size: int = 1,
 ) -> torch.device:
     """The device a run uses.
 
     Args:
         name: ``cpu``, ``cuda``, ``cuda:N`` (or any ``torch.device`` string); None: CUDA when available.
         local_rank: the GPU that a plain ``cuda`` means (a torchrun process's ``LOCAL_RANK``).
-        world_size: processes in the torchrun job; with more than one, a GPU index is refused (every
-            process would take the same GPU, which NCCL refuses).
+        local_world_size: processes of the torchrun job on this machine; with more than one and several
+            GPUs in sight, a GPU index is refused (they would all take that GPU, which NCCL refuses).
         parameter: the setting ``name`` came from, named in errors.
         error: the ``OVFormerError`` subclass raised.
 
     Raises:
-        error: an unknown device, or CUDA asked for on a machine without it.
+        error: an unknown device, CUDA asked for on a machine without it, a GPU that is not there, or one
+            GPU index for several processes.
     """
     import torch
 
@@ -89,14 +93,15 @@ def choose_device(
         if not torch.cuda.is_available():
             raise error(f"CUDA is not available on this machine; use `{parameter}`='cpu'")
         by_rank = device.index is None
-        if not by_rank and world_size > 1:
+        count = torch.cuda.device_count()
+        if not by_rank and local_world_size > 1 and count > 1:
             raise error(
-                f"`{parameter}`='{name}' names one GPU for all {world_size} processes of the torchrun job; "
+                f"`{parameter}`='{name}' names one GPU for all {local_world_size} processes on this machine; "
                 f"use `{parameter}`='cuda' (each process takes the GPU of its LOCAL_RANK)"
             )
         if by_rank:
-            device = torch.device("cuda", local_rank)
-        count = torch.cuda.device_count()
+            # A scheduler that shows each process only its own GPU (CUDA_VISIBLE_DEVICES): that one.
+            device = torch.device("cuda", 0 if count == 1 else local_rank)
         if device.index >= count:
             gpus = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
             advice = (

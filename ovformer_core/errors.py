@@ -8,6 +8,8 @@ command that does the same ("`ovformer vocab-encode`"), so a message need not qu
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 def first_line(err: BaseException, limit: int = 120) -> str:
     """A short one-line reason for an exception (torch's multi-paragraph load errors shortened)."""
@@ -19,25 +21,25 @@ def first_line(err: BaseException, limit: int = 120) -> str:
     return text.splitlines()[0][:limit]
 
 
-#: How torch words running out of memory: a GPU's (``torch.cuda.OutOfMemoryError`` and what cuDNN / cuBLAS
-#: report when their workspace allocation fails) and the host's (its CPU allocator raises a plain
-#: ``RuntimeError``, not ``MemoryError``).
-_GPU_OUT_OF_MEMORY = ("CUDA out of memory", "CUDA error: out of memory", "STATUS_ALLOC_FAILED")
-_HOST_OUT_OF_MEMORY = ("DefaultCPUAllocator: can't allocate memory", "DefaultCPUAllocator: not enough memory")
+#: How torch words running out of memory: an accelerator's (besides ``torch.OutOfMemoryError``: what
+#: cuDNN / cuBLAS report when their workspace allocation fails, and the CUDA runtime's own error) and the
+#: host's (its CPU allocator raises a plain ``RuntimeError``, not ``MemoryError``).
+_GPU_OOM_MARKERS = ("CUDA out of memory", "CUDA error: out of memory", "STATUS_ALLOC_FAILED")
+_HOST_OOM_MARKERS = ("DefaultCPUAllocator: can't allocate memory", "DefaultCPUAllocator: not enough memory")
 
 
-def out_of_memory(err: BaseException) -> str | None:
+def out_of_memory(err: BaseException) -> Literal["gpu", "host"] | None:
     """``"gpu"`` or ``"host"`` when ``err`` is torch running out of that memory, else None.
 
-    torch raises both as ``RuntimeError`` (``torch.cuda.OutOfMemoryError`` is one), so only the message
-    tells them from a bug; known by text, torch need not be imported here.
+    ``torch.OutOfMemoryError`` (CUDA, ROCm, MPS, XPU) is known by its class name and the rest by their
+    text, so torch need not be imported here (the CLI's start-up).
     """
     if not isinstance(err, RuntimeError):
         return None
     text = str(err)
-    if any(marker in text for marker in _GPU_OUT_OF_MEMORY):
+    if type(err).__name__ == "OutOfMemoryError" or any(marker in text for marker in _GPU_OOM_MARKERS):
         return "gpu"
-    if any(marker in text for marker in _HOST_OUT_OF_MEMORY):
+    if any(marker in text for marker in _HOST_OOM_MARKERS):
         return "host"
     return None
 

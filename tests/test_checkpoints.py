@@ -143,7 +143,9 @@ def test_a_saved_error_page(tmp_path: Path):
     with pytest.raises(CheckpointError) as err:
         read_checkpoint(path)
     message = one_line(err)
-    assert f"cannot read checkpoint {path}: it is a web page, not a checkpoint" in message and "re-download" in message
+    assert (
+        f"cannot read checkpoint {path}: it is a web page (a failed download?)" in message and "re-download" in message
+    )
 
 
 def test_missing_file(tmp_path: Path):

@@ -154,3 +154,37 @@ def test_frames_in_memory_with_or_without_precomputed_embeddings(tmp_path: Path,
         next(predictor.iter_segment_frames(frames, ["cat"], clip_embeds=embeds[:6]))
     with pytest.raises(OVFormerError, match=r"^`frames` must be uint8 \[T, H, W, 3\] RGB"):
         next(predictor.iter_segment_frames(frames.astype(np.float32), ["cat"]))
+
+
+@pytest.mark.parametrize(("precision", "expected"), [("fp32", ["clip", "network"] * 2), ("bf16", [])])
+def test_fp32_encodes_frames_and_runs_the_network_without_tf32(
+    tmp_path: Path,
+    weights,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    precision: str,
+    expected: list[str],
+):
+    """On a GPU ``ieee_float32`` switches TF32 off; here (CPU) it is watched: where, and only in fp32."""
+    import contextlib
+
+    import ovformer_core.inference.precision as precision_module
+    import ovformer_core.predictor as predictor_module
+
+    entered: list[str] = []
+
+    def watched(where: str):  # a stand-in for ieee_float32 that notes where it was entered
+        @contextlib.contextmanager
+        def ieee_float32(device: torch.device):
+            entered.append(where)
+            yield
+
+        return ieee_float32
+
+    monkeypatch.setattr(predictor_module, "ieee_float32", watched("clip"))
+    monkeypatch.setattr(precision_module, "ieee_float32", watched("network"))
+    monkeypatch.setenv("OVFORMER_OFFLINE", "1")
+    predictor = load_model("r50-lvvis", weights["model"], weights["clip"], device="cpu", home=tmp_path)
+    frames = np.random.default_rng(5).integers(0, 256, (7, 40, 56, 3), dtype=np.uint8)
+    options = segment_options_for(predictor.cfg).updated(min_size=64, top_k=3, precision=precision)
+    list(predictor.iter_segment_frames(frames, ["cat", "dog"], options=options))
+    assert entered == expected  # two windows: frames encoded, then the network, each time

@@ -211,9 +211,7 @@ def _read_error(path: Path, kind: TensorFileFormat, err: BaseException, what: st
     text = str(err)
     with contextlib.suppress(OSError), path.open("rb") as handle:
         if looks_like_html(handle.read(512)):
-            return CheckpointError(
-                f"cannot read {what} {path}: it is a web page, not a {what} (a failed download?); {hint}"
-            )
+            return CheckpointError(f"cannot read {what} {path}: it is a web page (a failed download?); {hint}")
     # torch's weights-only unpickler names a refused global as "... GLOBAL module.name ..." (wording varies).
     refused = re.search(r"\bGLOBAL ([\w.]+)", text) if text.startswith("Weights only load failed") else None
     if refused:

@@ -159,7 +159,7 @@ class Trainer:
 
     def _pick_device(self) -> torch.device:
         device = choose_device(
-            self.cfg.run.device or None, self.group.local_rank, "run.device", TrainingError, self.group.world_size
+            self.cfg.run.device or None, self.group.local_rank, "run.device", TrainingError, self.group.local_world_size
         )
         if device.type == "cuda":
             torch.cuda.set_device(device)

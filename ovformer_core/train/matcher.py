@@ -192,7 +192,7 @@ class HungarianMatcher:
             )
             # An overflowed forward (fp16) gives NaN/inf costs, which scipy refuses on this rank alone while
             # the others wait in a collective; kept finite, the NaN loss check stops every rank together.
-            finite_cost = torch.nan_to_num(cost, nan=_UNMATCHABLE, posinf=_UNMATCHABLE, neginf=-_UNMATCHABLE)
+            finite_cost = torch.nan_to_num(cost, nan=_UNMATCHABLE, posinf=_UNMATCHABLE, neginf=_UNMATCHABLE)
             query_idx, target_idx = linear_sum_assignment(finite_cost.cpu().numpy())
             matches.append(
                 MatchIndices(

@@ -239,6 +239,7 @@ def test_host_out_of_memory_in_torch_is_one_line(tmp_path: Path, weights, monkey
     [
         (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "gpu"),
         (RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"), "gpu"),
+        (torch.cuda.OutOfMemoryError("HIP out of memory. Tried to allocate 2.00 GiB"), "gpu"),  # ROCm's wording
         (RuntimeError("size mismatch, m1: [2 x 3], m2: [4 x 5]"), None),
         (MemoryError(), None),  # Python's own: the CLI handles it apart
     ],
