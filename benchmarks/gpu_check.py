@@ -53,8 +53,8 @@ from ovformer_core.inference.precision import (  # noqa: E402
     ResolvedPrecision,
     autocast_dtype,
     cpu_has_fast_bf16,
+    ieee_float32,
     resolve_precision,
-    tf32_switches,
 )
 from ovformer_core.model.build import build_model  # noqa: E402
 from ovformer_core.model.preprocess import normalize_and_pad  # noqa: E402
@@ -71,6 +71,10 @@ TIME_BOX = {
     "cpu": 40,
     "profile": 40,
 }
+#: Steps run with TF32 off throughout (``ieee_float32``, as the library's fp32): the fixtures and the
+#: fp32/bf16 comparisons were made in true float32. ``parity`` sets it per run; ``compile`` must not
+#: (inductor reads the boolean TF32 getters, which raise under the per-operator settings).
+FLOAT32_EXACT_STEPS = ("guard", "speed_r50", "speed_swinb", "profile")
 #: Steps run by default (``profile`` is a diagnostic, run with ``--steps profile``).
 STEPS = tuple(step for step in TIME_BOX if step != "profile")
 
@@ -82,20 +86,6 @@ def emit(out: Path, step: str, record: dict) -> None:
     print(line, flush=True)
     with (out / "gpu_check.jsonl").open("a") as file:
         file.write(line + "\n")
-
-
-def exact_float32(device: torch.device) -> list[object]:
-    """No TF32 for the rest of the step (fixtures were made in true float32); returns the settings before.
-
-    The same settings as the library's ``ieee_float32``: mixing them with the older boolean flags makes
-    those flags' getters raise.
-    """
-    switches = tf32_switches()
-    before = [getattr(owner, name) for owner, name, _ in switches]
-    if device.type == "cuda":
-        for owner, name, value in switches:
-            setattr(owner, name, value)
-    return before
 
 
 def random_r50_window(
@@ -145,14 +135,8 @@ def step_parity(args: argparse.Namespace) -> None:
     from tests.inference.fixture_checks import check_video_tiny_final, check_video_tiny_raw, check_zeroshot_final
 
     device = torch.device(args.device)
-    defaults = exact_float32(device)
-    runs: list[tuple[ResolvedPrecision, str]] = [("fp32", "off"), ("bf16", "off")]
-    if device.type == "cuda":
-        runs.append(("fp32", "pytorch default"))
-    for precision, tf32 in runs:
-        if tf32 == "pytorch default":
-            for (owner, name, _), value in zip(tf32_switches(), defaults, strict=True):
-                setattr(owner, name, value)
+
+    def check_all(precision: ResolvedPrecision, tf32: str) -> None:
         for name, check in (
             ("video_tiny raw clips", check_video_tiny_raw),
             ("video_tiny semi-online final", check_video_tiny_final),
@@ -164,6 +148,12 @@ def step_parity(args: argparse.Namespace) -> None:
                 emit(args.out, "parity", {**where, "ok": True, **figures})
             except Exception as err:  # noqa: BLE001 - report it and go on with the other fixtures
                 emit(args.out, "parity", {**where, "ok": False, "error": f"{type(err).__name__}: {err}"})
+
+    with ieee_float32(device):
+        check_all("fp32", "off")
+        check_all("bf16", "off")
+    if device.type == "cuda":
+        check_all("fp32", "pytorch default")
 
 
 @torch.inference_mode()
@@ -182,7 +172,6 @@ def guard_window(args: argparse.Namespace, fold_bn: bool) -> None:
     from ovformer_core.inference.postprocess import pair_scores, top_k_pairs
 
     device = torch.device(args.device)
-    exact_float32(device)
     height = 96 if args.quick else 360
     model, pixels, clip_embeds, text = random_r50_window(device, height, fold_bn)
     outs = {}
@@ -210,7 +199,6 @@ def guard_window(args: argparse.Namespace, fold_bn: bool) -> None:
 def step_speed(args: argparse.Namespace, name: str) -> None:
     """One window through each stage, reference and fast path, at each height and precision."""
     device = torch.device(args.device)
-    exact_float32(device)
     heights = [96] if args.quick else [360, 480]
     variants = ("fast",) if args.quick else ("reference", "fast")
     rows = []
@@ -310,7 +298,6 @@ def step_profile(args: argparse.Namespace) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     device = torch.device(args.device)
-    exact_float32(device)
     height = 96 if args.quick else 360
     cfg = r50_config()
     torch.manual_seed(0)
@@ -363,7 +350,7 @@ def memory_diagnosis(
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         # cuDNN off by its own switch: ``cudnn.flags()`` would read the boolean TF32 getter, which raises
-        # once the per-operator TF32 settings differ (``exact_float32``)
+        # once the per-operator TF32 settings differ (``ieee_float32``, around this step)
         was_enabled = torch.backends.cudnn.enabled
         torch.backends.cudnn.enabled = False
         try:
@@ -433,7 +420,9 @@ def main() -> None:
         "cpu": step_cpu,
         "profile": step_profile,
     }
-    steps[args.step](args)
+    exact = args.step in FLOAT32_EXACT_STEPS
+    with ieee_float32(torch.device(args.device)) if exact else contextlib.nullcontext():
+        steps[args.step](args)
 
 
 if __name__ == "__main__":

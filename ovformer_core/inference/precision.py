@@ -60,7 +60,7 @@ def autocast_dtype(precision: ResolvedPrecision) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def tf32_switches() -> list[tuple[object, str, object]]:
+def _tf32_switches() -> list[tuple[object, str, object]]:
     """(settings object, attribute, IEEE value) of cuDNN convolutions and CUDA matmuls.
 
     Newer torch has per-operator settings; once one of them is set, the older boolean getters raise
@@ -83,7 +83,7 @@ def ieee_float32(device: torch.device) -> Iterator[None]:
     if device.type != "cuda":
         yield
         return
-    switches = tf32_switches()
+    switches = _tf32_switches()
     saved = [getattr(owner, name) for owner, name, _ in switches]
     try:
         for owner, name, value in switches:
