@@ -93,6 +93,29 @@ def _in_the_way(target: Path, err: OSError) -> OutputError:
     return OutputError(f"cannot write {target}: {reason}; choose a writable output location")
 
 
+#: Longest file name most file systems take (bytes); staging names are cut to fit under it.
+_NAME_MAX = 255
+
+
+def _sibling_prefix(target: Path, tail_bytes: int) -> str:
+    """``.NAME.`` for a hidden sibling of ``target``, NAME cut so that ``tail_bytes`` more still fit.
+
+    A target whose own name is legal but near the limit would otherwise have no legal staging name.
+    """
+    room = _NAME_MAX - len(b"..") - tail_bytes
+    name = os.fsencode(target.name)[:room].decode("utf-8", errors="ignore") if room > 0 else ""
+    return f".{name}."
+
+
+def _cannot_stage(target: Path, folder: Path, err: OSError) -> OutputError:
+    """A staging file or folder could not be made next to ``target``."""
+    failure = output_error(target, err)
+    if failure is not None:
+        return failure
+    reason = (err.strerror or str(err)).lower()
+    return OutputError(f"cannot write to {folder}: {reason}; choose a writable output location")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -121,9 +144,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     folder = _staging_folder(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+        # mkstemp adds 8 random characters between prefix and suffix
+        fd, tmp_name = tempfile.mkstemp(prefix=_sibling_prefix(target, 8 + len(".part")), suffix=".part", dir=folder)
     except OSError as err:
-        raise output_error(target, err) or _in_the_way(folder, err) from err
+        raise _cannot_stage(target, folder, err) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -159,11 +183,11 @@ def atomic_dir(path: str | os.PathLike[str], replaceable: bool = False) -> Itera
         raise OutputError(f"{target} already exists; remove it or choose another name")
     folder = _staging_folder(target)
     # Not tempfile.mkdtemp: its 0700 mode would stick to the final folder; mkdir honours the umask.
-    staging = folder / f".{target.name}.{uuid.uuid4().hex[:12]}.part"
+    staging = folder / f"{_sibling_prefix(target, 12 + len('.part'))}{uuid.uuid4().hex[:12]}.part"
     try:
         staging.mkdir()
     except OSError as err:
-        raise output_error(target, err) or _in_the_way(folder, err) from err
+        raise _cannot_stage(target, folder, err) from err
     try:
         with _write_failures_named(target, staging):
             yield staging
@@ -177,7 +201,7 @@ def _swap_into_place(staging: Path, target: Path) -> None:
     """Rename ``staging`` onto ``target``; an old ``target`` is moved aside first and removed after."""
     old: Path | None = None
     if target.exists():
-        old = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.old"
+        old = target.parent / f"{_sibling_prefix(target, 12 + len('.old'))}{uuid.uuid4().hex[:12]}.old"
         os.replace(target, old)
     try:
         os.replace(staging, target)

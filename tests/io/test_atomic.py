@@ -97,3 +97,28 @@ def test_a_library_that_loses_the_errno_is_still_diagnosed(tmp_path: Path, write
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"cannot write {tmp_path / 'w.bin'}: file too large;"), done.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", ["", "é"])
+def test_a_name_near_the_length_limit_is_written(tmp_path: Path, suffix: str) -> None:
+    """The staging names are cut to fit: any name the file system takes can be written, a file or a folder."""
+    name = "v" * (255 - len(".json") - len(suffix.encode())) + suffix + ".json"
+    assert len(os.fsencode(name)) == 255
+    write_text_atomic(tmp_path / name, "{}")
+    write_text_atomic(tmp_path / name, "[]")  # replacing it too
+    assert [p.name for p in tmp_path.iterdir()] == [name] and (tmp_path / name).read_text() == "[]"
+    folder = tmp_path / ("m" * 255)
+    for _ in range(2):
+        with atomic_dir(folder, replaceable=True) as staging:
+            (staging / "a.png").write_bytes(b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, folder.name])
+
+
+def test_an_unwritable_folder_is_not_called_a_folder_in_the_way(tmp_path: Path, monkeypatch) -> None:
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")  # what a folder without write access gives
+
+    monkeypatch.setattr("tempfile.mkstemp", refused)
+    with pytest.raises(OutputError) as info:
+        write_text_atomic(tmp_path / "out.json", "{}")
+    assert str(info.value) == f"cannot write to {tmp_path}: permission denied; choose a writable output location"
