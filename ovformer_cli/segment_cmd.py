@@ -125,6 +125,10 @@ class FrameProgress:
             self._bar = None
 
 
+#: ``--threshold`` when not given: tracks below it are not reported (a dataset run keeps them all).
+DEFAULT_THRESHOLD = 0.3
+
+
 @user_errors
 def segment(
     inputs: Annotated[
@@ -195,8 +199,9 @@ def segment(
         typer.Option("--top-k", help="Candidates kept per video.", min=1, show_default="50 (official LV-VIS)"),
     ] = None,
     threshold: Annotated[
-        float, typer.Option("--threshold", help="Report tracks scoring at least this (0 = all top-k).")
-    ] = 0.3,
+        float | None,
+        typer.Option("--threshold", help="Report tracks scoring at least this (0 = all top-k).", show_default="0.3"),
+    ] = None,
     min_size: Annotated[
         int | None,
         typer.Option(
@@ -248,6 +253,28 @@ def segment(
             raise OVFormerError("give either input videos or --dataset, not both")
         if frames_root is None:
             raise OVFormerError("--dataset needs --frames-root, the folder its file_names are relative to")
+        not_for_split = [
+            name
+            for name, given in (
+                ("--vocab", vocab is not None),
+                ("--format", bool(extras)),
+                ("--mode", mode is not None),
+                ("--threshold", threshold is not None),
+                ("--stride", stride != 1),
+                ("--max-frames", max_frames is not None),
+                ("--start", start is not None),
+                ("--end", end is not None),
+                ("--skip-existing", skip_existing),
+                ("--json", json_summary),
+            )
+            if given
+        ]
+        if not_for_split:
+            raise OVFormerError(
+                f"{', '.join(not_for_split)} cannot be used with --dataset, which runs every frame of the split "
+                "with its own categories and the model's own rule, keeps every candidate for the evaluator and "
+                "resumes from its saved parts by itself; drop them"
+            )
         split_options = DatasetOptions(top_k, min_size, window, precision_name)
         results_path, parameter = (results, "results") if results is not None else (out_dir / "results.json", "out_dir")
         run_split(dataset, frames_root, results_path, parameter, model_spec, split_options, group, quiet)
@@ -262,7 +289,7 @@ def segment(
         mode=None if mode is None else cast("ModeName", mode.value),
         window=window,
         top_k=top_k,
-        score_threshold=threshold,
+        score_threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
         min_size=min_size,
         precision=precision_name,
     )

@@ -49,11 +49,20 @@ def vocab_encode(
 ) -> None:
     """Encode class names with CLIP's text tower into a reusable .vocab file."""
     # Heavy imports (torch, open_clip) only when the command runs, so `ovformer --help` stays fast.
+    from dataclasses import replace
+
     import torch
 
     from ovformer_core.cpu_threads import set_threads
     from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipTextEncoderFactory
-    from ovformer_core.vocab import DEFAULT_TEMPLATES, VOCAB_SUFFIX, encode_classes, read_classes, read_templates
+    from ovformer_core.vocab import (
+        DEFAULT_TEMPLATES,
+        VOCAB_SUFFIX,
+        dataset_category_ids,
+        encode_classes,
+        read_classes,
+        read_templates,
+    )
     from ovformer_core.weights import resolve
 
     set_threads(threads)
@@ -73,6 +82,8 @@ def vocab_encode(
             highlight=False,
         )
     encoded = encode_classes(classes, encoder, factory.identity, prompt_templates)
+    ids = dataset_category_ids(vocabulary)  # a dataset JSON's classes keep its ids in the file
+    encoded = encoded if ids is None else replace(encoded, category_ids=ids)
     encoded.save(output)
     if not quiet:
         stdout.print(f"wrote {output} ({encoded.num_classes} classes, {encoded.embed_dim}-d)", highlight=False)

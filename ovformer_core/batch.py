@@ -441,7 +441,7 @@ def iter_segment_dataset(
     """
     import torch.distributed as dist
 
-    from ovformer_core.inference.dataset import iter_segment_split, merge_parts, read_dataset
+    from ovformer_core.inference.dataset import iter_segment_split, merge_parts, part_key, read_dataset
 
     options = options or DatasetOptions()
     group = group or ProcessGroup()
@@ -456,19 +456,18 @@ def iter_segment_dataset(
         total = len(group.shard(data.videos))
         done = 0
         yield DatasetProgress(group.rank, total, done, len(data.videos))
+        run_options = options.segment_options(predictor.cfg)
         share = iter_segment_split(
-            predictor,
-            data,
-            frames_root,
-            results_path,
-            options.segment_options(predictor.cfg),
-            group.rank,
-            group.world_size,
+            predictor, data, frames_root, results_path, run_options, group.rank, group.world_size
         )
         for video, skipped in share:
             done += 1
             yield DatasetProgress(group.rank, total, done, len(data.videos), video, skipped)
         if group.is_distributed:
             dist.barrier()
-        merged = merge_parts(data, results_path) if group.is_main else None
+        merged = None
+        if group.is_main:
+            root = Path(frames_root)
+            keys = {v.video_id: part_key(v, data, root, predictor.model_key, run_options) for v in data.videos}
+            merged = merge_parts(data, results_path, keys)
         yield DatasetProgress(group.rank, total, done, len(data.videos), finished=True, merged=merged)

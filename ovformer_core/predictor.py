@@ -29,7 +29,7 @@ from ovformer_core.model.build import build_model
 from ovformer_core.model.clip import OPENAI_VIT_B_32, ClipFrameEncoder, ClipTextEncoderFactory, load_clip_encoders
 from ovformer_core.model.ovformer import OVFormer
 from ovformer_core.vocab import Vocabulary, check_vocabulary_clip, load_vocabulary
-from ovformer_core.weights import WeightFile, ovformer_home, resolve_all
+from ovformer_core.weights import WeightFile, fingerprint, ovformer_home, resolve_all
 
 VocabularySpec = Vocabulary | str | os.PathLike[str] | Sequence[str]
 
@@ -101,6 +101,8 @@ class Predictor:
         model_id: written into results.
         options: default inference options.
         cache_dir: where encoded vocabularies are cached (None: no cache).
+        weights_id: content identity of the model and CLIP weight files (``weights.fingerprint``);
+            part of ``model_key``.
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class Predictor:
         model_id: str = "",
         options: SegmentOptions | None = None,
         cache_dir: Path | None = None,
+        weights_id: str = "",
     ) -> None:
         self.model = model
         self.cfg = cfg
@@ -120,10 +123,20 @@ class Predictor:
         self.model_id = model_id
         self.options = options or segment_options_for(cfg)
         self.cache_dir = cache_dir
+        self.weights_id = weights_id
 
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    @property
+    def model_key(self) -> str:
+        """Names what computes results: the model, its weights' content and the kind of device it runs on.
+
+        Saved results are reused only by a predictor with the same key (``inference.dataset``); the
+        device kind is part of it because "auto" precision and the kernels differ between CPU and GPU.
+        """
+        return f"{self.model_id}#{self.weights_id}@{self.device.type}"
 
     def vocabulary(self, spec: VocabularySpec) -> Vocabulary:
         """Load or text-encode a vocabulary (cached on disk per CLIP weights, templates and names).
@@ -304,6 +317,8 @@ class Predictor:
         size: tuple[int, int],
     ) -> VideoResult:
         """The ``VideoResult`` of a run (``size`` is (H, W)): tracks best first, ids 1..N."""
+        if category_ids is None:
+            category_ids = vocab.category_ids  # a dataset JSON's own ids
         ids = list(category_ids) if category_ids is not None else list(range(1, vocab.num_classes + 1))
         if len(ids) != vocab.num_classes:
             raise OVFormerError(f"{len(ids)} category ids for a vocabulary of {vocab.num_classes} classes")
@@ -425,4 +440,5 @@ def load_model(
         model_id=loaded_model_id(model, cfg if checkpoint.config is not None else None, weights_path, weights is None),
         options=options,
         cache_dir=ovformer_home(home) / "vocabularies",
+        weights_id=f"{fingerprint(weights_path)}+{fingerprint(clip_path)}",
     )

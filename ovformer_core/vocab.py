@@ -26,7 +26,7 @@ import json
 import os
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -39,7 +39,7 @@ from torch import Tensor
 from ovformer_core.errors import OutputError, VocabularyError
 from ovformer_core.io.atomic import atomic_path
 from ovformer_core.io.dataset_json import check_categories
-from ovformer_core.io.json_input import brief, parse_json_text, read_json
+from ovformer_core.io.json_input import brief, is_int, parse_json_text, read_json
 from ovformer_core.io.paths import check_input_path, input_path_problem
 from ovformer_core.io.precomputed import first_line
 
@@ -114,6 +114,8 @@ class Vocabulary:
         templates: prompt templates, each with one ``{}``.
         clip_model_id: identity of the CLIP weights that encoded it (file name + fingerprint).
         embeddings: ``[C, D]`` float32, rows L2-normalised.
+        category_ids: the id results give each class when it came from a dataset JSON (its own ids,
+            which need not be 1..C); None: results number the classes 1..C.
     """
 
     names: tuple[str, ...]
@@ -121,10 +123,12 @@ class Vocabulary:
     templates: tuple[str, ...]
     clip_model_id: str
     embeddings: Tensor = field(repr=False)
+    category_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         assert self.embeddings.ndim == 2 and self.embeddings.shape[0] == len(self.names) == len(self.synonyms)
         assert all(group and group[0] == name for name, group in zip(self.names, self.synonyms, strict=True))
+        assert self.category_ids is None or len(set(self.category_ids)) == len(self.category_ids) == len(self.names)
 
     @property
     def num_classes(self) -> int:
@@ -149,6 +153,8 @@ class Vocabulary:
             "templates": json.dumps(list(self.templates)),
             "clip_model_id": self.clip_model_id,
         }
+        if self.category_ids is not None:
+            metadata["category_ids"] = json.dumps(list(self.category_ids))
         with atomic_path(path) as tmp:
             save_file(
                 {"embeddings": self.embeddings.detach().to("cpu", torch.float32).contiguous()},
@@ -188,8 +194,18 @@ class Vocabulary:
             synonyms = tuple(tuple(group) for group in parse_json_text(metadata["synonyms"], where, VocabularyError))
             templates = tuple(parse_json_text(metadata["templates"], where, VocabularyError))
             clip_model_id = metadata["clip_model_id"]
+            ids = (
+                parse_json_text(metadata["category_ids"], where, VocabularyError)
+                if "category_ids" in metadata
+                else None
+            )
         except (KeyError, TypeError):
             raise VocabularyError(incomplete) from None
+        if ids is not None and not (
+            isinstance(ids, list) and len(ids) == len(names) == len(set(ids)) and all(is_int(i) for i in ids)
+        ):
+            raise VocabularyError(f"{path} has malformed category ids; re-create it with `Vocabulary.save()`")
+        category_ids = None if ids is None else tuple(int(i) for i in ids)
         if not isinstance(clip_model_id, str) or not all(isinstance(t, str) for t in templates):
             raise VocabularyError(incomplete)
         ok = (
@@ -207,7 +223,7 @@ class Vocabulary:
             raise VocabularyError(
                 f"{path} is inconsistent (names vs. embeddings); re-create it with `Vocabulary.save()`"
             )
-        return cls(names, synonyms, templates, clip_model_id, embeddings)
+        return cls(names, synonyms, templates, clip_model_id, embeddings, category_ids)
 
 
 def clip_weights_key(clip_model_id: str) -> str:
@@ -275,6 +291,15 @@ def classes_from_dataset_json(path: str | os.PathLike[str]) -> list[tuple[str, .
     categories = check_categories(data, f"dataset file {path}", VocabularyError, need_names=True)
     names = [category["name"] for category in sorted(categories, key=lambda category: category["id"])]
     return classes_from_names(names, source=str(path))
+
+
+def dataset_category_ids(spec: str | os.PathLike[str] | Sequence[str]) -> tuple[int, ...] | None:
+    """The category ids of a dataset JSON vocabulary in ascending order (its classes' order), else None."""
+    if not isinstance(spec, (str, os.PathLike)) or Path(spec).suffix != JSON_SUFFIX or not Path(spec).is_file():
+        return None
+    data = read_json(spec, "dataset file", VocabularyError)
+    categories = check_categories(data, f"dataset file {spec}", VocabularyError, need_names=True)
+    return tuple(sorted(int(category["id"]) for category in categories))
 
 
 def check_classes(classes: Sequence[Sequence[str]], source: str = "vocabulary") -> None:
@@ -442,6 +467,8 @@ def load_vocabulary(
     if isinstance(spec, (str, os.PathLike)) and Path(spec).suffix == VOCAB_SUFFIX:
         return Vocabulary.load(spec)
     classes = read_classes(spec)
+    # A dataset's classes keep its ids; the cache holds embeddings only, shared by every source of the names.
+    ids = dataset_category_ids(spec)
     check_templates(templates)
     if text_encoder_factory is None:
         raise VocabularyError("this vocabulary must be text-encoded but no CLIP weights were given; pass a .vocab file")
@@ -451,7 +478,7 @@ def load_vocabulary(
         cached = Path(cache_dir) / f"{vocabulary_cache_key(clip_model_id, templates, classes)}{VOCAB_SUFFIX}"
         if cached.is_file():
             try:
-                return Vocabulary.load(cached)
+                return replace(Vocabulary.load(cached), category_ids=ids)
             except VocabularyError:
                 pass  # a damaged cache entry is simply recomputed and overwritten
     if on_encode is not None:
@@ -462,4 +489,4 @@ def load_vocabulary(
             vocabulary.save(cached)
         except OutputError:
             pass  # an unwritable cache only costs the encoding again next time
-    return vocabulary
+    return replace(vocabulary, category_ids=ids)

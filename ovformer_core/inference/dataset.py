@@ -1,13 +1,19 @@
 """Whole-split inference: every video of a YouTube-VIS-format dataset -> one results JSON.
 
 The dataset's own category names (ascending id) are the vocabulary. Each finished video is written
-to ``<results>.parts/<video_id>.json`` at once, so an interrupted run resumes where it stopped.
+to ``<results>.parts/<video_id>.json`` at once, so an interrupted run resumes where it stopped. A part
+records a key of everything that made it (the video's frame files with their sizes and times, the
+categories, the weights' content, the inference options): a rerun reuses only parts whose key matches
+and runs the others again, so a part left by another split, other weights or other options (or by a
+version of ovformer whose parts had no key) never reaches the results.
 Under ``torchrun`` rank r takes videos r, r + W, r + 2W, ...; rank 0 merges the parts after a
 barrier. The merged file is the same whatever the number of processes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -24,6 +30,8 @@ from ovformer_core.io.results import ytvis_entries
 from ovformer_core.io.video import open_frame_list
 
 PARTS_SUFFIX = ".parts"
+#: Format of a part file; a part of another format is run again.
+PART_FORMAT = "ovformer-split-part-1"
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,47 @@ def parts_folder(results_path: Path) -> Path:
     return results_path.with_name(results_path.name + PARTS_SUFFIX)
 
 
+def part_key(video: DatasetVideo, dataset: Dataset, frames_root: Path, model_id: str, options: SegmentOptions) -> str:
+    """sha256 of what a video's part depends on: its frames (paths, sizes, times), categories, model, options.
+
+    Frame files are identified by resolved path, size and modification time (``stat``), not by content:
+    reading every frame of a split again to resume it would cost as much as decoding it.
+    """
+    frames = []
+    for name in video.file_names:
+        path = (frames_root / name).resolve()
+        try:
+            stat = path.stat()
+            frames.append([str(path), stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            frames.append([str(path), None, None])  # found and reported when the video is read
+    what = {
+        "format": PART_FORMAT,
+        "video_id": video.video_id,
+        "frames": frames,
+        "categories": [list(dataset.category_ids), list(dataset.category_names)],
+        "model": model_id,
+        "options": dataclasses.asdict(options),
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+def _read_part(path: Path) -> dict[str, Any] | None:
+    """A part file's content, or None when there is none or it cannot be read (it is then run again)."""
+    if not path.is_file():
+        return None
+    try:
+        part = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return part if isinstance(part, dict) and part.get("format") == PART_FORMAT else None
+
+
+def _part_matches(path: Path, key: str) -> bool:
+    part = _read_part(path)
+    return part is not None and part.get("key") == key and isinstance(part.get("entries"), list)
+
+
 def iter_segment_split(
     predictor: Any,
     dataset: Dataset,
@@ -107,17 +156,20 @@ def iter_segment_split(
     root = Path(frames_root)
     parts = parts_folder(Path(results_path))
     parts.mkdir(parents=True, exist_ok=True)
+    options = options or predictor.options
     vocabulary = predictor.vocabulary(list(dataset.category_names))
     for video in dataset.videos[rank::world_size]:
         part = parts / f"{video.video_id}.json"
-        if part.is_file():
+        key = part_key(video, dataset, root, predictor.model_key, options)
+        if _part_matches(part, key):
             yield video, True
             continue
         source = open_frame_list([root / name for name in video.file_names], name=str(video.video_id))
         result = predictor.segment(
             source, vocabulary, options=options, video_id=video.video_id, category_ids=dataset.category_ids
         )
-        write_text_atomic(part, json.dumps(ytvis_entries(result, extra_keys=False)))
+        entries = ytvis_entries(result, extra_keys=False)
+        write_text_atomic(part, json.dumps({"format": PART_FORMAT, "key": key, "entries": entries}))
         yield video, False
 
 
@@ -144,20 +196,23 @@ def segment_split(
     return processed
 
 
-def merge_parts(dataset: Dataset, results_path: str | os.PathLike[str]) -> int:
-    """Concatenate every video's part in dataset order into ``results_path`` (atomic). Returns entries."""
+def merge_parts(dataset: Dataset, results_path: str | os.PathLike[str], keys: dict[int, str]) -> int:
+    """Concatenate every video's part in dataset order into ``results_path`` (atomic). Returns entries.
+
+    Args:
+        keys: each video's ``part_key`` for this run; a part with another key is not this run's.
+    """
     results_path = Path(results_path)
     parts = parts_folder(results_path)
     entries: list[dict[str, Any]] = []
-    missing = [v.video_id for v in dataset.videos if not (parts / f"{v.video_id}.json").is_file()]
+    missing = [v.video_id for v in dataset.videos if not _part_matches(parts / f"{v.video_id}.json", keys[v.video_id])]
     if missing:
-        raise ResultsError(f"{len(missing)} videos have no results yet (e.g. {missing[0]}); run again to finish them")
+        raise ResultsError(
+            f"{len(missing)} videos have no results of this run yet (e.g. {missing[0]}); run again to finish them"
+        )
     for video in dataset.videos:
-        part = read_json(parts / f"{video.video_id}.json", "partial result", ResultsError)
-        if not isinstance(part, list):
-            raise ResultsError(
-                f"partial result {parts / f'{video.video_id}.json'} is not a list; delete it and run again"
-            )
-        entries.extend(part)
+        part = _read_part(parts / f"{video.video_id}.json")
+        assert part is not None  # checked above
+        entries.extend(part["entries"])
     write_text_atomic(results_path, json.dumps(entries))
     return len(entries)

@@ -249,3 +249,23 @@ def test_out_of_memory_is_told_from_other_errors(error: BaseException, kind: str
     with pytest.raises(RuntimeError) as host:
         torch.empty(1 << 60, dtype=torch.uint8)
     assert out_of_memory(host.value) == "host"
+
+
+def test_a_dataset_vocabulary_keeps_the_dataset_category_ids(tmp_path: Path, weights):
+    """`--vocab GT.json` names results with GT's own ids (not 1..C), directly and through vocab-encode."""
+    write_video(tmp_path / "a.mp4", num_frames=3)
+    gt = tmp_path / "gt.json"
+    categories = [{"id": 5, "name": "dog"}, {"id": 2, "name": "person"}, {"id": 40, "name": "car"}]
+    gt.write_text(json.dumps({"videos": [], "annotations": [], "categories": categories}))
+    encoded = tmp_path / "gt.vocab"
+    made = runner.invoke(app, ["vocab-encode", str(gt), "-o", str(encoded), "--clip-weights", str(weights["clip"])])
+    assert made.exit_code == 0, made.output
+    for vocab in (gt, encoded):
+        args = segment_args(weights, str(tmp_path / "a.mp4"), "-o", str(tmp_path / vocab.suffix[1:]), "-f", "ytvis")
+        args[args.index("--vocab") + 1] = str(vocab)
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        tracks = load_result(tmp_path / vocab.suffix[1:] / "a.json").tracks
+        assert tracks and {(t.category_name, t.category_id) for t in tracks} <= {("person", 2), ("dog", 5), ("car", 40)}
+        ytvis = json.loads((tmp_path / vocab.suffix[1:] / "a.ytvis.json").read_text())
+        assert {e["category_id"] for e in ytvis} <= {2, 5, 40}

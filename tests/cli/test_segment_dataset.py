@@ -112,3 +112,40 @@ def test_an_unusable_results_folder_names_the_flag_it_came_from(tmp_path: Path, 
     default = runner.invoke(app, args)
     assert default.exit_code == 2 and "is a file; choose a folder with --out-dir" in default.output
     assert blocker.read_text() == "x"
+
+
+def test_parts_of_another_run_are_not_reused(tmp_path: Path, weights):
+    """A part is reused only for the same frames, categories, model and options; others run again."""
+    first = make_split(tmp_path / "a", lengths=(2, 3))
+    second = make_split(tmp_path / "b", lengths=(3, 2))  # the same video ids, other frames
+    results = tmp_path / "out" / "results.json"
+    for gt, root in ((first, tmp_path / "a"), (second, tmp_path / "b")):
+        assert runner.invoke(app, split_args(weights, gt, root, results)).exit_code == 0
+    fresh = tmp_path / "fresh" / "results.json"
+    assert runner.invoke(app, split_args(weights, second, tmp_path / "b", fresh)).exit_code == 0
+    assert results.read_text() == fresh.read_text()
+    assert {(e["video_id"], len(e["segmentations"])) for e in json.loads(results.read_text())} == {(10, 3), (20, 2)}
+
+    # other options: every part is made again, with the new top-k
+    args = split_args(weights, second, tmp_path / "b", results)
+    args[args.index("--top-k") + 1] = "2"
+    assert runner.invoke(app, args).exit_code == 0
+    assert len(json.loads(results.read_text())) == 2 * 2
+
+    # a part without a key (as older versions wrote them) is made again, not merged
+    part = tmp_path / "out" / "results.json.parts" / "10.json"
+    part.write_text(json.dumps([{"video_id": 10, "category_id": 3, "score": 1.0, "segmentations": [None]}]))
+    assert runner.invoke(app, args).exit_code == 0
+    assert {len(e["segmentations"]) for e in json.loads(results.read_text()) if e["video_id"] == 10} == {3}
+
+
+@pytest.mark.parametrize(
+    "extra", [["--threshold", "0.5"], ["-f", "mots"], ["--vocab", "cat"], ["--stride", "2"], ["--json"]]
+)
+def test_options_a_split_run_ignores_are_refused(tmp_path: Path, weights, extra: list[str]):
+    gt = make_split(tmp_path, lengths=(2,))
+    results = tmp_path / "out" / "results.json"
+    outcome = runner.invoke(app, [*split_args(weights, gt, tmp_path, results), *extra])
+    assert outcome.exit_code == 2, outcome.output
+    assert f"{extra[0].replace('-f', '--format')} cannot be used with --dataset" in outcome.output
+    assert not (tmp_path / "out").exists()
