@@ -8,6 +8,8 @@ segmentations by the dataset's frames); a result made with a stride or a start t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, TypeGuard
 
 from ovformer_core.errors import ResultsError
@@ -19,12 +21,19 @@ def is_full_result(document: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(document, dict) and document.get("format") == RESULT_FORMAT
 
 
-def ytvis_results_of(document: dict[str, Any], where: str = "results") -> list[dict[str, Any]]:
+def ytvis_results_of(
+    document: dict[str, Any], where: str = "results", gt_names: Mapping[int, str] | None = None
+) -> list[dict[str, Any]]:
     """The YouTube-VIS results list of a full ovformer result document (all its videos).
+
+    ``segment`` numbers videos by their place among its inputs, so the id of a result says little about
+    which ground-truth video it is: a video whose name is not that of the ground-truth video of its
+    id, but is the name of exactly one other, takes that video's id.
 
     Args:
         document: the parsed file (``is_full_result``).
         where: names the file in errors.
+        gt_names: the ground truth's video id -> name (``GroundTruth.video_names``); None: ids as they are.
 
     Raises:
         ResultsError: another format version, a malformed video, or a video not segmented on every frame.
@@ -37,6 +46,8 @@ def ytvis_results_of(document: dict[str, Any], where: str = "results") -> list[d
     videos = document.get("videos")
     if not isinstance(videos, list):
         raise ResultsError(f"{where} has no 'videos' list; pass a file written by `write_result_json()`")
+    names = list((gt_names or {}).values())
+    id_of_name = {name: video_id for video_id, name in (gt_names or {}).items() if names.count(name) == 1}
     entries: list[dict[str, Any]] = []
     for i, data in enumerate(videos):
         video = VideoResult.from_dict(data, f"{where} video {i}")
@@ -45,5 +56,7 @@ def ytvis_results_of(document: dict[str, Any], where: str = "results") -> list[d
                 f"{where}: video {video.video_name} was segmented on frames {video.frame_indices[:3]}..., not on "
                 "every frame from the first; evaluate a result made without `stride`, start or end time"
             )
+        if gt_names is not None and gt_names.get(video.video_id) != video.video_name:
+            video = replace(video, video_id=id_of_name.get(video.video_name, video.video_id))
         entries.extend(ytvis_entries(video, extra_keys=False))
     return entries

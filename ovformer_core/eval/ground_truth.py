@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,8 @@ class GroundTruth:
         masks: the tracks' per-frame masks.
         num_skipped: annotations skipped because their video or category is not listed (the official
             evaluators select annotations by listed video and category ids).
+        video_names: video id -> name, where the file gives one (``name``, else the folder of the first
+            of ``file_names``): full ovformer results are matched to videos by it.
     """
 
     video_ids: np.ndarray
@@ -53,6 +56,7 @@ class GroundTruth:
     track_area_lists: tuple[list[Any] | None, ...]
     masks: FlatMasks
     num_skipped: int
+    video_names: Mapping[int, str] = field(default_factory=dict)
 
     def video_index(self) -> dict[int, int]:
         """Video id -> position in ``video_ids``."""
@@ -61,6 +65,20 @@ class GroundTruth:
     def category_index(self) -> dict[int, int]:
         """Category id -> position in ``category_ids``."""
         return {int(c): i for i, c in enumerate(self.category_ids)}
+
+
+def _video_names(videos: list[dict[str, Any]]) -> dict[int, str]:
+    """Video id -> its name (``name``, else the folder of its first frame file), for the videos that have one."""
+    names: dict[int, str] = {}
+    for video in videos:
+        name = video.get("name")
+        if not isinstance(name, str):
+            files = video.get("file_names")
+            first = files[0] if isinstance(files, list) and files and isinstance(files[0], str) else ""
+            name = PurePosixPath(first).parent.name
+        if name:
+            names[int(video["id"])] = name
+    return names
 
 
 def _fail(message: str) -> ResultsError:
@@ -183,4 +201,5 @@ def load_ground_truth(source: str | os.PathLike[str] | Mapping[str, Any]) -> Gro
         track_area_lists=tuple(area_lists),
         masks=masks,
         num_skipped=skipped,
+        video_names=_video_names(videos),
     )

@@ -69,12 +69,12 @@ def read_checked_results(source: str | os.PathLike[str] | list[Any], gt: GroundT
         ResultsError: as ``load_results`` and ``check_results``.
     """
     if not isinstance(source, (str, os.PathLike)):
-        return check_results(load_results(source), gt)
+        return check_results(_results_list(source, "results", gt), gt)
     data, where = read_json_bytes(source, "results file", ResultsError)
     detections = _typed_detections(data, gt)
     if detections is not None:
         return detections
-    return check_results(_results_list(parse_json_text(data, where, ResultsError), str(source)), gt)
+    return check_results(_results_list(parse_json_text(data, where, ResultsError), str(source), gt), gt)
 
 
 def _typed_detections(data: bytes, gt: GroundTruth) -> Detections | None:
@@ -95,9 +95,9 @@ def _typed_detections(data: bytes, gt: GroundTruth) -> Detections | None:
         return None
 
 
-def _results_list(results: Any, where: str) -> list[Any]:
+def _results_list(results: Any, where: str, gt: GroundTruth | None = None) -> list[Any]:
     if is_full_result(results):
-        results = ytvis_results_of(results, where)
+        results = ytvis_results_of(results, where, None if gt is None else gt.video_names)
     if not isinstance(results, list):
         raise ResultsError(
             f"results must be a list of per-video predictions, not {type(results).__name__}; "

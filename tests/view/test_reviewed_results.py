@@ -106,3 +106,27 @@ def test_a_result_whose_video_is_gone_makes_no_training_folder(tmp_path: Path):
     )
     assert done.exit_code == 2 and "is not there; pass results whose videos exist" in done.stderr
     assert not (tmp_path / "t").exists() and [p.name for p in tmp_path.iterdir()] == ["results"]
+
+
+def test_a_result_is_matched_to_its_ground_truth_video_by_name(tmp_path: Path):
+    """`segment` numbers its inputs 1, 2, ...: a result of "clip" is scored against the GT video "clip"."""
+    gt_data = json.loads(ground_truth(tmp_path / "one.json").read_text())
+    clip = gt_data["videos"][0]
+    other = {**clip, "id": 1, "name": "other", "file_names": [f"other/{i:05d}.jpg" for i in range(NUM_FRAMES)]}
+    gt_data["videos"] = [other, {**clip, "id": 7}]  # "clip" (named by its frame folder) is video 7
+    for annotation in gt_data["annotations"]:
+        annotation["video_id"] = 7
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(gt_data))
+    write_result_json(tmp_path / "clip.json", known_result("clip.mp4", "clip", (1, 2, 3, 4)))  # video id 1
+    save_review(tmp_path / "clip.json", 0, REVIEW, base_revision=0)
+    assert evaluate(gt, tmp_path / "clip.reviewed.json", "ytvis").stats["AP"] == pytest.approx(1.0)
+    with open(tmp_path / "clip.reviewed.json") as handle:  # the Python API's parsed document too
+        assert evaluate(gt, json.load(handle), "ytvis").stats["AP"] == pytest.approx(1.0)
+
+    # Without names in the ground truth, ids are all there is: result video 1 is GT video 1.
+    for video in gt_data["videos"]:
+        video.pop("name", None)
+        video["file_names"] = [f"{i:05d}.jpg" for i in range(NUM_FRAMES)]
+    gt.write_text(json.dumps(gt_data))
+    assert evaluate(gt, tmp_path / "clip.reviewed.json", "ytvis").stats["AP"] == 0.0
