@@ -441,7 +441,7 @@ def iter_segment_dataset(
     """
     import torch.distributed as dist
 
-    from ovformer_core.inference.dataset import iter_segment_split, merge_parts, part_key, read_dataset
+    from ovformer_core.inference.dataset import check_frames, iter_segment_split, merge_parts, part_key, read_dataset
 
     options = options or DatasetOptions()
     group = group or ProcessGroup()
@@ -450,6 +450,11 @@ def iter_segment_dataset(
     if not Path(frames_root).is_dir():
         raise OVFormerError(f"frames root {frames_root} is not a folder; check `frames_root`")
     check_writable(results_path.parent, results_parameter)
+    if results_path.is_dir():
+        raise OutputError(
+            f"{results_path} is a folder; give the results file's own name, e.g. {results_path / 'results.json'}"
+        )
+    check_frames(data, frames_root, group.shard(data.videos))
     torch_device = choose_device(model.device, group.local_rank, local_world_size=group.local_world_size)
     with process_group(group, torch_device):
         predictor = replace(model, device=str(torch_device), progress=model.progress and group.is_main).load()

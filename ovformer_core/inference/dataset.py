@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from ovformer_core.errors import ResultsError
 from ovformer_core.inference.segment import SegmentOptions
 from ovformer_core.io.atomic import write_text_atomic
 from ovformer_core.io.dataset_json import check_dataset
-from ovformer_core.io.json_input import read_json
+from ovformer_core.io.json_input import is_int, read_json
 from ovformer_core.io.results import ytvis_entries
 from ovformer_core.io.video import open_frame_list
 
@@ -41,10 +41,13 @@ class DatasetVideo:
     Attributes:
         video_id: the dataset's id.
         file_names: frame files relative to the frames root, in order.
+        width, height: the size the dataset declares (None where it gives none); results must have it.
     """
 
     video_id: int
     file_names: tuple[str, ...]
+    width: int | None = None
+    height: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,42 @@ def read_dataset(path: str | os.PathLike[str]) -> Dataset:
         need_categories=True,
         need_annotations=False,
     )
-    videos = tuple(DatasetVideo(int(video["id"]), tuple(video["file_names"])) for video in data["videos"])
+    videos = tuple(
+        DatasetVideo(
+            int(video["id"]),
+            tuple(video["file_names"]),
+            int(video["width"]) if is_int(video.get("width")) else None,
+            int(video["height"]) if is_int(video.get("height")) else None,
+        )
+        for video in data["videos"]
+    )
     categories = sorted((int(c["id"]), c["name"]) for c in data["categories"])
     return Dataset(
         videos=videos,
         category_ids=tuple(c[0] for c in categories),
         category_names=tuple(c[1] for c in categories),
     )
+
+
+def check_frames(dataset: Dataset, frames_root: str | os.PathLike[str], videos: Sequence[DatasetVideo]) -> None:
+    """Every frame of ``videos`` exists, has a readable size, the video's other frames' and the declared one.
+
+    Run before the model loads, so that a bad frame stops a split before any video is segmented
+    instead of when its video is reached (file headers only: no pixels are decoded).
+
+    Raises:
+        VideoError: a missing or unreadable frame, or frames of differing sizes.
+        ResultsError: frames of another size than the dataset declares for their video.
+    """
+    root = Path(frames_root)
+    for video in videos:
+        info = open_frame_list([root / name for name in video.file_names], name=str(video.video_id)).info
+        declared = (video.width, video.height)
+        if None not in declared and declared != (info.width, info.height):
+            raise ResultsError(
+                f"video {video.video_id} is {video.width}x{video.height} (width x height) in the dataset file but "
+                f"its frames are {info.width}x{info.height}; fix the dataset's width and height or the frames"
+            )
 
 
 def parts_folder(results_path: Path) -> Path:

@@ -149,3 +149,25 @@ def test_options_a_split_run_ignores_are_refused(tmp_path: Path, weights, extra:
     assert outcome.exit_code == 2, outcome.output
     assert f"{extra[0].replace('-f', '--format')} cannot be used with --dataset" in outcome.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", ["corrupt_frame", "declared_size", "results_folder"])
+def test_a_bad_split_stops_before_any_video_is_segmented(tmp_path: Path, weights, damage: str):
+    gt = make_split(tmp_path, lengths=(2, 2, 2))
+    results = tmp_path / "out" / "results.json"
+    if damage == "corrupt_frame":  # in the last video: found before the first is segmented
+        (tmp_path / "frames" / "00003" / "00001.png").write_text("not an image")
+        expected = "00003/00001.png is"
+    elif damage == "declared_size":
+        data = json.loads(gt.read_text())
+        data["videos"][2]["width"] = 100
+        gt.write_text(json.dumps(data))
+        expected = "video 30 is 100x40 (width x height) in the dataset file but its frames are 56x40"
+    else:
+        results.mkdir(parents=True)
+        expected = f"{results} is a folder; give the results file's own name"
+    outcome = runner.invoke(app, split_args(weights, gt, tmp_path, results))
+    assert outcome.exit_code == 2, outcome.output  # nothing was done
+    assert expected in " ".join(outcome.output.split()), outcome.output
+    assert not (tmp_path / "out" / "results.json.parts").exists()
+    assert not results.is_file()
