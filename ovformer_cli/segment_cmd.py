@@ -380,7 +380,10 @@ def run_split(
             progress.advance(task)
     if item.merged is not None and not quiet:
         stdout.print(
-            f"wrote {results_path} ({item.merged} results for {item.num_videos} videos)", highlight=False, markup=False
+            f"wrote {results_path} ({item.merged} results for {item.num_videos} "
+            f"video{'s' if item.num_videos != 1 else ''})",
+            highlight=False,
+            markup=False,
         )
 
 

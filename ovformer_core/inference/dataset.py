@@ -240,7 +240,8 @@ def merge_parts(dataset: Dataset, results_path: str | os.PathLike[str], keys: di
     missing = [v.video_id for v in dataset.videos if not _part_matches(parts / f"{v.video_id}.json", keys[v.video_id])]
     if missing:
         raise ResultsError(
-            f"{len(missing)} videos have no results of this run yet (e.g. {missing[0]}); run again to finish them"
+            f"{len(missing)} of {len(dataset.videos)} videos have no results of this run yet (e.g. video "
+            f"{missing[0]}); run again to finish them"
         )
     for video in dataset.videos:
         part = _read_part(parts / f"{video.video_id}.json")

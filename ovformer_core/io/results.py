@@ -453,8 +453,8 @@ def load_results(path: str | os.PathLike[str]) -> list[VideoResult]:
     data = read_json(path, "result file", ResultsError)
     if isinstance(data, list):
         raise ResultsError(
-            f"{path} is a list (a YouTube-VIS results file?), not a full ovformer result; "
-            "pass the .json written by `write_result_json()` as its full result"
+            f"{path} is a YouTube-VIS results list (as `segment --dataset` and `-f ytvis` write for evaluation), "
+            "not a full ovformer result; pass a video's own NAME.json, which `segment VIDEO` writes"
         )
     if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
         raise ResultsError(f"{path} is not an ovformer result file; pass a file written by `write_result_json()`")

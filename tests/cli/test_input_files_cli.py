@@ -90,7 +90,7 @@ EXPORT_CASES: dict[str, tuple[Callable[[dict], str], str]] = {
     "score above 1": (_set_score(7.5), "track 0: score 7.5 is not a number in [0, 1]"),
     "terabyte masks": (_terabyte_masks, "frame size 1000000x1000000 is larger than any frame a video can have"),
     "100,000-deep nesting": (lambda d: "[" * 100_000 + "]" * 100_000, "nests arrays or objects too deeply"),
-    "YouTube-VIS list": (lambda d: json.dumps([{"video_id": 1, "score": 0.5}]), "is a list (a YouTube-VIS results"),
+    "YouTube-VIS list": (lambda d: json.dumps([{"video_id": 1, "score": 0.5}]), "is a YouTube-VIS results list"),
     "duplicate key": (lambda d: json.dumps(d).replace('"fps":', '"fps": 5, "fps":', 1), "has the key 'fps' twice"),
 }
 
