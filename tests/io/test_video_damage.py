@@ -129,3 +129,25 @@ def test_frame_folders_report_too(tmp_path: Path, make_frame_folder: Callable) -
     frames, report = _read(tmp_path / "frames")
     assert len(frames) == 4 and report.complete
     assert (report.frames_decoded, report.frames_declared, report.declared_exact) == (4, 4, True)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_a_truncated_image_is_an_error_not_a_grey_frame(tmp_path: Path, suffix: str) -> None:
+    """FFmpeg conceals a cut JPEG by default (missing rows grey); it must fail like a cut PNG does."""
+    import av
+
+    rng = np.random.default_rng(0)
+    image = tmp_path / f"frame{suffix}"
+    frame = av.VideoFrame.from_ndarray((rng.random((96, 128, 3)) * 255).astype(np.uint8), format="rgb24")
+    with av.open(str(image), "w", format="image2") as container:
+        stream = container.add_stream("mjpeg" if suffix == ".jpg" else "png", rate=1)
+        stream.width, stream.height = 128, 96
+        stream.pix_fmt = "yuvj420p" if suffix == ".jpg" else "rgb24"
+        for packet in [*stream.encode(frame.reformat(format=stream.pix_fmt)), *stream.encode(None)]:
+            container.mux(packet)
+    (intact,), _ = _read(image)
+    assert intact.image.shape == (96, 128, 3)
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) * 6 // 10])
+    with pytest.raises(VideoError, match="is corrupt"):
+        _read(image)
