@@ -268,8 +268,8 @@ def write_outputs(
             source = Path(source_path) if source_path is not None else Path(result.video_path)
             if not source.exists():
                 raise OutputError(
-                    f"the overlay needs the source video {source}, which is not there; "
-                    "pass the video the result was made from"
+                    f"the overlay needs the source video {source}, which is not there (a relative path is read from "
+                    "the current folder); pass the video the result was made from (`ovformer export --video PATH`)"
                 )
             frames = result_frames(source, result)
             try:
