@@ -50,6 +50,7 @@ def import_annotations(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Read tracks corrected in an annotation tool back into a dataset for `evaluate --gt` and `train`."""
+    from ovformer_core.errors import OVFormerError
     from ovformer_core.io.annotation_formats import read_annotations
     from ovformer_core.io.atomic import write_text_atomic
     from ovformer_core.io.track_dataset import (
@@ -60,6 +61,9 @@ def import_annotations(
     )
     from ovformer_core.vocab import read_classes
 
+    for source in sources:
+        if out.exists() and source.exists() and out.resolve() == source.resolve():
+            raise OVFormerError(f"--out {out} is one of the exports being imported; choose another file name")
     frame_pattern = frame_pattern if frame_pattern is not None else DEFAULT_FRAME_PATTERN
     check_frame_pattern(frame_pattern)
     classes = read_classes(vocab) if vocab is not None else None

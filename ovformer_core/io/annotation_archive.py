@@ -11,6 +11,7 @@ zips ovformer exports: atomically, and byte for byte the same for the same conte
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -25,6 +26,10 @@ from ovformer_core.io.paths import input_path_problem
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 #: Largest member read into memory (a zip bomb or a stray video is refused, not decompressed).
 MAX_MEMBER_BYTES = 2 * 1024**3
+#: A member this large must not inflate more than ``MAX_INFLATION`` times: annotation files compress
+#: about 5-50x, a zip bomb (padding, repeated data) hundreds to thousands of times.
+LARGE_MEMBER_BYTES = 64 * 1024**2
+MAX_INFLATION = 200
 
 
 @dataclass
@@ -62,18 +67,36 @@ class AnnotationExport:
         if self._zip is not None:
             try:
                 info = self._zip.getinfo(name)
-                if info.file_size > MAX_MEMBER_BYTES:
+                inflation = info.file_size / max(info.compress_size, 1)
+                if info.file_size > MAX_MEMBER_BYTES or (
+                    info.file_size > LARGE_MEMBER_BYTES and inflation > MAX_INFLATION
+                ):
                     raise AnnotationError(
-                        f"{self.where(name)} is {info.file_size} bytes, more than an annotation file can be; "
-                        "check that you passed the right archive"
+                        f"{self.where(name)} is {info.file_size} bytes ({inflation:.0f}x its packed size), more "
+                        "than an annotation file can be; check that you passed the right archive"
                     )
                 with self._zip.open(info) as member:
                     return member.read(MAX_MEMBER_BYTES + 1)
+            except RuntimeError as err:  # zipfile's word for an encrypted member
+                raise AnnotationError(
+                    f"{self.where(name)} cannot be read ({err}); export it again without a password"
+                ) from None
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, KeyError) as err:
                 raise AnnotationError(
                     f"{self.where(name)} is damaged or truncated ({err}); export it again from the annotation tool"
                 ) from None
         target = self.path / name if self.path.is_dir() else self.path
+        if self.path.is_dir():
+            # Only the folder's own regular files: a link can point anywhere (unzip makes real links of
+            # an archive's link entries), a FIFO or device never ends.
+            mode = target.lstat().st_mode if os.path.lexists(target) else 0
+            if stat.S_ISLNK(mode):
+                raise AnnotationError(
+                    f"{target} is a symbolic link; an export folder's files are read only from the folder itself: "
+                    "copy the file there"
+                )
+            if not stat.S_ISREG(mode):
+                raise AnnotationError(f"{target} is not a regular file; check the export folder")
         try:
             if target.stat().st_size > MAX_MEMBER_BYTES:
                 raise AnnotationError(f"{target} is too large to be an annotation file; check the path")
@@ -116,11 +139,17 @@ def open_export(path: str | os.PathLike[str]) -> AnnotationExport:
     if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
         try:
             archive = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
+        except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError) as err:
             raise AnnotationError(
                 f"{path} is not a complete zip archive ({err}); it may be truncated: download or export it again"
             ) from None
         names = sorted(info.filename for info in archive.infolist() if not info.is_dir())
+        repeated = next((a for a, b in zip(names, names[1:], strict=False) if a == b), None)
+        if repeated is not None:
+            archive.close()
+            raise AnnotationError(
+                f"{path} holds two entries named {repeated}; export it again from the annotation tool"
+            )
         return AnnotationExport(path, names, archive)
     return AnnotationExport(path, [path.name])
 

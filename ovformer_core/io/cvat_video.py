@@ -32,6 +32,7 @@ and shapes outside the frame.
 
 from __future__ import annotations
 
+import math
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -119,6 +120,8 @@ def _polygon_mask(points: str, frame_height: int, frame_width: int, where: str) 
     xs, ys = coords[0::2], coords[1::2]
     if len(coords) % 2 or len(xs) < 3:
         raise AnnotationError(f"{where}: a polygon needs at least three x,y points")
+    if not all(math.isfinite(v) for v in coords):  # NaN passes every comparison; pycocotools would crash on it
+        raise AnnotationError(f"{where}: polygon points {points[:40]!r} are not all finite numbers; fix the shape")
     if min(xs) < 0 or min(ys) < 0 or max(xs) > frame_width or max(ys) > frame_height:
         raise AnnotationError(
             f"{where}: polygon reaches ({max(xs):g}, {max(ys):g}) / ({min(xs):g}, {min(ys):g}), outside the "

@@ -24,6 +24,7 @@ with folders (``video1/frame_000003``) puts the frame in the video named by its 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from pycocotools import mask as mask_utils
 
 from ovformer_core.errors import AnnotationError
 from ovformer_core.io.annotation_archive import AnnotationExport, open_export, write_zip
+from ovformer_core.io.json_input import brief, is_int, parse_json_text
 from ovformer_core.io.results import VideoResult
 from ovformer_core.io.rle import Rle, encode_rle, is_valid_rle, rle_area
 from ovformer_core.io.track_dataset import (
@@ -122,7 +124,7 @@ def _mask_rle(ann: dict[str, Any], height: int, width: int, where: str) -> Rle:
     rle = ann.get("rle")
     if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
         raise AnnotationError(f"{where}: a mask needs 'rle' with 'counts' and 'size'; export it again")
-    if list(rle["size"]) != [height, width]:
+    if _size_pair(rle["size"], "mask size", where) != (height, width):
         raise AnnotationError(
             f"{where}: mask size {rle['size']} is not the {height}x{width} frame (a shape outside the image); "
             "export it again"
@@ -146,9 +148,11 @@ def _polygon_rle(ann: dict[str, Any], height: int, width: int, where: str) -> Rl
         not isinstance(points, list)
         or len(points) < 6
         or len(points) % 2
-        or not all(isinstance(p, (int, float)) for p in points)
+        or not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in points)
     ):
         raise AnnotationError(f"{where}: a polygon needs at least three x, y points")
+    if not all(math.isfinite(p) for p in points):  # NaN passes every comparison; pycocotools would crash on it
+        raise AnnotationError(f"{where}: a polygon has a coordinate that is not a finite number; fix the shape")
     xs, ys = points[0::2], points[1::2]
     if min(xs) < 0 or min(ys) < 0 or max(xs) > width or max(ys) > height:
         raise AnnotationError(
@@ -158,15 +162,35 @@ def _polygon_rle(ann: dict[str, Any], height: int, width: int, where: str) -> Rl
     return encode_rle(mask_utils.decode(rle).astype(bool))
 
 
+def _size_pair(value: Any, what: str, where: str) -> tuple[int, int]:
+    """``[height, width]`` of positive integers, or a one-line error naming ``what``."""
+    if not (isinstance(value, list) and len(value) == 2 and all(is_int(v) and v > 0 for v in value)):
+        raise AnnotationError(f"{where}: {what} {brief(value)} is not [height, width] in whole pixels; export it again")
+    return int(value[0]), int(value[1])
+
+
+def _check_items(items: list[Any], where: str) -> None:
+    """Every item an object whose ``annotations`` (if any) is a list of objects."""
+    for item in items:
+        if not isinstance(item, dict):
+            raise AnnotationError(f"{where}: item {brief(item)} is not an object; pass a Datumaro export")
+        annotations = item.get("annotations", [])
+        if not isinstance(annotations, list) or not all(isinstance(ann, dict) for ann in annotations):
+            raise AnnotationError(
+                f"{where}: item {brief(item.get('id'))} has 'annotations' that are not a list of objects; "
+                "pass a Datumaro export"
+            )
+
+
 def _frame_size(items: list[dict[str, Any]], where: str) -> tuple[int, int]:
     sizes = set()
     for item in items:
         image = item.get("image")
-        if isinstance(image, dict) and isinstance(image.get("size"), list) and len(image["size"]) == 2:
-            sizes.add((int(image["size"][0]), int(image["size"][1])))
+        if isinstance(image, dict) and "size" in image:
+            sizes.add(_size_pair(image["size"], "image size", where))
         for ann in item.get("annotations", []):
-            if isinstance(ann, dict) and isinstance(ann.get("rle"), dict) and isinstance(ann["rle"].get("size"), list):
-                sizes.add(tuple(int(v) for v in ann["rle"]["size"]))  # type: ignore[arg-type]
+            if isinstance(ann.get("rle"), dict) and "size" in ann["rle"]:
+                sizes.add(_size_pair(ann["rle"]["size"], "mask size", where))
             if len(sizes) > 1:
                 break
     if not sizes:
@@ -183,12 +207,13 @@ def _frame_size(items: list[dict[str, Any]], where: str) -> tuple[int, int]:
 
 
 def _read_items(name: str, items: list[dict[str, Any]], labels: list[str], where: str) -> VideoResult:
+    _check_items(items, where)
     height, width = _frame_size(items, where)
     frames: list[tuple[int, dict[str, Any]]] = []
     for item in items:
         attr = item.get("attr")
         recorded = attr.get("frame") if isinstance(attr, dict) else None
-        frame = recorded if isinstance(recorded, int) else frame_number(str(item.get("id", "")))
+        frame = recorded if is_int(recorded) else frame_number(str(item.get("id", "")))
         if frame is None:
             raise AnnotationError(
                 f"{where}: item {item.get('id')!r} has no frame number (attr.frame or digits in its id)"
@@ -251,10 +276,8 @@ def _read_items(name: str, items: list[dict[str, Any]], labels: list[str], where
 
 def _parse_document(export: AnnotationExport, member: str) -> tuple[list[str], list[dict[str, Any]]]:
     where = export.where(member)
-    try:
-        document = json.loads(export.read(member))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AnnotationError(f"{where} is not valid JSON ({err}); it may be truncated, export it again") from None
+    # The project's strict reader: NaN, repeated keys, runaway nesting and huge integers are one-line errors.
+    document = parse_json_text(export.read(member), where, AnnotationError)
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         raise AnnotationError(f"{where} has no 'items' list; pass a Datumaro export")
     try:

@@ -30,7 +30,7 @@ from pycocotools import mask as mask_utils
 
 from ovformer_core.errors import AnnotationError
 from ovformer_core.io.results import Track, VideoResult
-from ovformer_core.io.rle import Rle, decode_rle, encode_rle, is_valid_rle, rle_area, rle_bbox
+from ovformer_core.io.rle import Rle, decode_rle, encode_rle, frame_size_problem, is_valid_rle, rle_area, rle_bbox
 from ovformer_core.io.video import NOMINAL_FPS
 from ovformer_core.vocab import normalize_name
 
@@ -42,6 +42,7 @@ DEFAULT_FRAME_PATTERN = "{video}/{frame:06d}.jpg"
 SCORE_ATTRIBUTE = "score"
 
 _FRAME_NUMBER = re.compile(r"(\d+)$")
+_MAX_FRAME_DIGITS = 18
 #: Largest frame an import decodes masks at (8K video is 33 M pixels): a file claiming more is refused
 #: rather than allowed to allocate gigabytes per mask.
 MAX_FRAME_PIXELS = 2**27
@@ -60,6 +61,9 @@ def check_frame_size(width: int, height: int, where: str) -> None:
             f"{where}: frame size {width}x{height} is not a video frame ovformer can hold "
             f"(positive, at most {MAX_FRAME_PIXELS} pixels); check the file"
         )
+    problem = frame_size_problem(height, width)  # the bound every result is held to (FFmpeg's)
+    if problem is not None:
+        raise AnnotationError(f"{where}: frame size {problem}; check the file")
 
 
 def check_video_name(name: str, where: str) -> None:
@@ -78,7 +82,8 @@ def check_video_name(name: str, where: str) -> None:
 def frame_number(name: str) -> int | None:
     """The source frame number at the end of a frame name (``frame_000042`` -> 42), or None."""
     found = _FRAME_NUMBER.search(name)
-    return int(found[1]) if found else None
+    # More digits than any frame count needs is no frame number (and int() refuses over 4,300 digits).
+    return int(found[1]) if found and len(found[1]) <= _MAX_FRAME_DIGITS else None
 
 
 @dataclass
@@ -274,7 +279,8 @@ def dataset_document(results: Sequence[VideoResult], frame_pattern: str = DEFAUL
     names = [result.video_name for result in results]
     for name in names:
         check_video_name(name, "dataset")
-    repeated = next((name for name in names if names.count(name) > 1), None)
+    seen: set[str] = set()
+    repeated = next((name for name in names if name in seen or seen.add(name)), None)  # type: ignore[func-returns-value]
     if repeated is not None:
         raise AnnotationError(
             f"two videos are named {repeated!r}, so their frames would share file names; import them separately"

@@ -100,7 +100,7 @@ def test_truncated_json(tmp_path: Path) -> None:
     folder = _write(tmp_path, _document([_mask()]))
     target = folder / "annotations" / "default.json"
     target.write_text(target.read_text()[:50])
-    with pytest.raises(AnnotationError, match="default.json is not valid JSON .* truncated"):
+    with pytest.raises(AnnotationError, match="default.json is not valid JSON"):
         read_datumaro(folder)
 
 
