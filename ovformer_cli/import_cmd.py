@@ -71,6 +71,8 @@ def import_annotations(
     for source in sources:
         videos = read_annotations(source, from_format.value)
         results.extend(merge_vocabulary(videos, classes, str(source)) if classes is not None else videos)
+    if not results:
+        raise OVFormerError(f"no video in {', '.join(map(str, sources))}; pass an export with at least one frame")
     document = dataset_document(results, frame_pattern)
     write_text_atomic(out, json.dumps(document, separators=(",", ":")) + "\n")
     if not quiet:

@@ -48,7 +48,10 @@ class AnnotationExport:
     @property
     def stem(self) -> str:
         """The export's name without folders and extensions (``clip.cvat-video.zip`` -> ``clip``)."""
-        return self.path.name.split(".", 1)[0] or self.path.name
+        name = self.path.name or self.path.resolve().name  # "." and ".." name the folder they stand for
+        if name in (".", ".."):
+            name = self.path.resolve().name
+        return name.split(".", 1)[0] or name
 
     def where(self, name: str) -> str:
         """How to name a member in a message: ``export.zip:annotations.xml``, or the file's path."""

@@ -119,7 +119,7 @@ def _labels(export: AnnotationExport, subset: str | None) -> tuple[list[str], bo
     if name not in export.names:
         return list(KITTI_LABELS), True
     try:
-        text = export.read(name).decode("utf-8")
+        text = export.read(name).decode("utf-8-sig")  # a BOM (Windows editors) is not part of the first label
     except UnicodeDecodeError:
         raise AnnotationError(f"{export.where(name)} is not UTF-8 text; list one label per line") from None
     labels = [line.strip() for line in text.splitlines() if line.strip()]

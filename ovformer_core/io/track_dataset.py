@@ -29,6 +29,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ovformer_core.errors import AnnotationError
+from ovformer_core.io.dataset_json import file_name_problem
 from ovformer_core.io.results import Track, VideoResult
 from ovformer_core.io.rle import Rle, decode_rle, encode_rle, frame_size_problem, is_valid_rle, rle_area, rle_bbox
 from ovformer_core.io.video import NOMINAL_FPS
@@ -72,7 +73,7 @@ def check_video_name(name: str, where: str) -> None:
     Raises:
         AnnotationError: empty, ``.``/``..``, or with a path separator or NUL.
     """
-    if name in ("", ".", "..") or any(char in name for char in "/\\\0"):
+    if name in ("", ".", "..") or any(char in name for char in "/\\\0") or file_name_problem(f"{name}/f"):
         raise AnnotationError(
             f"{where}: video name {name!r} cannot name a folder of frames (it would reach outside the frame root); "
             "rename the task or the subset"
@@ -263,6 +264,11 @@ def check_frame_pattern(pattern: str) -> None:
         raise AnnotationError(
             f"frame pattern {pattern!r} may only use {{video}} and {{frame}}; e.g. '{{video}}/{{frame:06d}}.jpg'"
         )
+    if "frame" not in fields:
+        raise AnnotationError(f"frame pattern {pattern!r} has no {{frame}}, so every frame would be one file")
+    problem = file_name_problem(pattern.format(video="v", frame=0))  # what evaluate and train would refuse
+    if problem is not None:
+        raise AnnotationError(f"frame pattern {pattern!r} makes file names that {problem.split(' ', 1)[1]}")
 
 
 def dataset_document(results: Sequence[VideoResult], frame_pattern: str = DEFAULT_FRAME_PATTERN) -> dict[str, Any]:

@@ -145,3 +145,36 @@ def test_import_never_writes_over_its_own_input(tmp_path: Path) -> None:
     outcome = runner.invoke(app, ["import", str(export), "--from", "cvat-video", "-o", str(export)])
     assert outcome.exit_code == 2 and "is one of the exports being imported" in outcome.output
     assert export.read_bytes() == before
+
+
+@pytest.mark.parametrize("pattern", ["/etc/{video}/{frame}.jpg", "../{video}/{frame}.jpg", "same.jpg"])
+def test_a_frame_pattern_evaluate_would_refuse_is_refused_at_once(tmp_path: Path, pattern: str) -> None:
+    export = _zip(tmp_path / "clip.cvat-video.zip", [("annotations.xml", cvat_xml().encode())])
+    out = tmp_path / "gt.json"
+    outcome = runner.invoke(
+        app, ["import", str(export), "--from", "cvat-video", "-o", str(out), "--frame-pattern", pattern]
+    )
+    assert outcome.exit_code == 2 and "frame pattern" in outcome.output and not out.exists()
+
+
+def test_a_task_named_like_a_drive_and_an_empty_export(tmp_path: Path) -> None:
+    xml = tmp_path / "annotations.xml"
+    xml.write_text(cvat_xml().replace("<name>clip</name>", "<name>C:</name>", 1))
+    outcome = runner.invoke(app, ["import", str(xml), "--from", "cvat-video", "-o", str(tmp_path / "gt.json")])
+    assert outcome.exit_code == 2 and "video name 'C:'" in outcome.output and not (tmp_path / "gt.json").exists()
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"categories": {"label": {"labels": []}}, "items": []}))
+    outcome = runner.invoke(app, ["import", str(empty), "--from", "datumaro", "-o", str(tmp_path / "gt.json")])
+    assert outcome.exit_code == 2 and "no video in" in outcome.output and not (tmp_path / "gt.json").exists()
+
+
+def test_labels_with_a_byte_order_mark_and_an_export_named_dot(tmp_path: Path, monkeypatch) -> None:
+    export = tmp_path / "walk"
+    (export / "instances").mkdir(parents=True)
+    ids = np.zeros((6, 8), np.uint16)
+    ids[1:3, 1:3] = 1001
+    Image.fromarray(ids).save(export / "instances" / "frame_000000.png")
+    (export / "instances" / "labels.txt").write_bytes("\ufeffcat\n".encode())
+    monkeypatch.chdir(export)
+    (video,) = read_annotations(".", "mots")
+    assert video.video_name == "walk" and [t.category_name for t in video.tracks] == ["cat"]
