@@ -59,7 +59,7 @@ def import_annotations(
         dataset_document,
         merge_vocabulary,
     )
-    from ovformer_core.vocab import read_classes
+    from ovformer_core.vocab import dataset_category_ids, read_classes
 
     for source in sources:
         if out.exists() and source.exists() and out.resolve() == source.resolve():
@@ -67,10 +67,12 @@ def import_annotations(
     frame_pattern = frame_pattern if frame_pattern is not None else DEFAULT_FRAME_PATTERN
     check_frame_pattern(frame_pattern)
     classes = read_classes(vocab) if vocab is not None else None
+    ids = dataset_category_ids(vocab) if vocab is not None else None  # a dataset's own ids, as segment gives
     results = []
     for source in sources:
         videos = read_annotations(source, from_format.value)
-        results.extend(merge_vocabulary(videos, classes, str(source)) if classes is not None else videos)
+        merged = merge_vocabulary(videos, classes, str(source), ids) if classes is not None else videos
+        results.extend(merged)
     if not results:
         raise OVFormerError(f"no video in {', '.join(map(str, sources))}; pass an export with at least one frame")
     document = dataset_document(results, frame_pattern)

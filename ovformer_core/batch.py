@@ -473,6 +473,8 @@ def iter_segment_dataset(
         merged = None
         if group.is_main:
             root = Path(frames_root)
-            keys = {v.video_id: part_key(v, data, root, predictor.model_key, run_options) for v in data.videos}
+            keys = {
+                v.video_id: part_key(v, data, root, predictor.run_key(run_options), run_options) for v in data.videos
+            }
             merged = merge_parts(data, results_path, keys)
         yield DatasetProgress(group.rank, total, done, len(data.videos), finished=True, merged=merged)

@@ -138,6 +138,10 @@ class Predictor:
         """
         return f"{self.model_id}#{self.weights_id}@{self.device.type}"
 
+    def run_key(self, options: SegmentOptions) -> str:
+        """``model_key`` plus the precision ``options`` resolve to on this device ("auto" differs by GPU)."""
+        return f"{self.model_key}:{resolve_precision(options.precision, self.device)}"
+
     def vocabulary(self, spec: VocabularySpec) -> Vocabulary:
         """Load or text-encode a vocabulary (cached on disk per CLIP weights, templates and names).
 

@@ -8,6 +8,7 @@ segmentations by the dataset's frames); a result made with a stride or a start t
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, TypeGuard
@@ -46,8 +47,9 @@ def ytvis_results_of(
     videos = document.get("videos")
     if not isinstance(videos, list):
         raise ResultsError(f"{where} has no 'videos' list; pass a file written by `write_result_json()`")
-    names = list((gt_names or {}).values())
-    id_of_name = {name: video_id for video_id, name in (gt_names or {}).items() if names.count(name) == 1}
+    uses = Counter((gt_names or {}).values())
+    id_of_name = {name: video_id for video_id, name in (gt_names or {}).items() if uses[name] == 1}
+    name_of_id: dict[int, str] = {}
     entries: list[dict[str, Any]] = []
     for i, data in enumerate(videos):
         video = VideoResult.from_dict(data, f"{where} video {i}")
@@ -58,5 +60,12 @@ def ytvis_results_of(
             )
         if gt_names is not None and gt_names.get(video.video_id) != video.video_name:
             video = replace(video, video_id=id_of_name.get(video.video_name, video.video_id))
+        other = name_of_id.setdefault(video.video_id, video.video_name)
+        if other != video.video_name:
+            raise ResultsError(
+                f"{where}: videos {other!r} and {video.video_name!r} would both be scored as ground-truth video "
+                f"{video.video_id} (matched by name, or by id where the name is not in the ground truth); "
+                "give each its ground-truth video's name or id"
+            )
         entries.extend(ytvis_entries(video, extra_keys=False))
     return entries

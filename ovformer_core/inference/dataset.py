@@ -125,26 +125,26 @@ def parts_folder(results_path: Path) -> Path:
     return results_path.with_name(results_path.name + PARTS_SUFFIX)
 
 
-def part_key(video: DatasetVideo, dataset: Dataset, frames_root: Path, model_id: str, options: SegmentOptions) -> str:
-    """sha256 of what a video's part depends on: its frames (paths, sizes, times), categories, model, options.
+def part_key(video: DatasetVideo, dataset: Dataset, frames_root: Path, model_key: str, options: SegmentOptions) -> str:
+    """sha256 of what a video's part depends on: its frames (names and sizes), categories, model, options.
 
-    Frame files are identified by resolved path, size and modification time (``stat``), not by content:
-    reading every frame of a split again to resume it would cost as much as decoding it.
+    Frames are identified by their names in the dataset and their sizes in bytes, not by where they are
+    or when they were written: under ``torchrun`` on several machines each may hold its own copy of the
+    frames (rank 0 checks every rank's parts against its own copy), and reading every frame again to
+    resume a split would cost as much as decoding it.
     """
     frames = []
     for name in video.file_names:
-        path = (frames_root / name).resolve()
         try:
-            stat = path.stat()
-            frames.append([str(path), stat.st_size, stat.st_mtime_ns])
+            frames.append([name, (frames_root / name).stat().st_size])
         except OSError:
-            frames.append([str(path), None, None])  # found and reported when the video is read
+            frames.append([name, None])  # found and reported when the video is read
     what = {
         "format": PART_FORMAT,
         "video_id": video.video_id,
         "frames": frames,
         "categories": [list(dataset.category_ids), list(dataset.category_names)],
-        "model": model_id,
+        "model": model_key,
         "options": dataclasses.asdict(options),
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
@@ -192,7 +192,7 @@ def iter_segment_split(
     vocabulary = predictor.vocabulary(list(dataset.category_names))
     for video in dataset.videos[rank::world_size]:
         part = parts / f"{video.video_id}.json"
-        key = part_key(video, dataset, root, predictor.model_key, options)
+        key = part_key(video, dataset, root, predictor.run_key(options), options)
         if _part_matches(part, key):
             yield video, True
             continue
@@ -228,16 +228,22 @@ def segment_split(
     return processed
 
 
-def merge_parts(dataset: Dataset, results_path: str | os.PathLike[str], keys: dict[int, str]) -> int:
+def merge_parts(dataset: Dataset, results_path: str | os.PathLike[str], keys: dict[int, str] | None = None) -> int:
     """Concatenate every video's part in dataset order into ``results_path`` (atomic). Returns entries.
 
     Args:
-        keys: each video's ``part_key`` for this run; a part with another key is not this run's.
+        keys: each video's ``part_key`` for this run; a part with another key is not this run's. None:
+            any part of the current format is taken (the caller knows the folder holds only this run's).
     """
     results_path = Path(results_path)
     parts = parts_folder(results_path)
     entries: list[dict[str, Any]] = []
-    missing = [v.video_id for v in dataset.videos if not _part_matches(parts / f"{v.video_id}.json", keys[v.video_id])]
+
+    def ready(video: DatasetVideo) -> bool:
+        path = parts / f"{video.video_id}.json"
+        return _read_part(path) is not None if keys is None else _part_matches(path, keys[video.video_id])
+
+    missing = [v.video_id for v in dataset.videos if not ready(v)]
     if missing:
         raise ResultsError(
             f"{len(missing)} of {len(dataset.videos)} videos have no results of this run yet (e.g. video "

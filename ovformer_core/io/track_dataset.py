@@ -188,8 +188,14 @@ def assemble_result(
     )
 
 
-def merge_vocabulary(results: Sequence[VideoResult], classes: Sequence[Sequence[str]], where: str) -> list[VideoResult]:
-    """Renumber categories by name against a vocabulary: class ``c`` becomes category ``c + 1``.
+def merge_vocabulary(
+    results: Sequence[VideoResult],
+    classes: Sequence[Sequence[str]],
+    where: str,
+    category_ids: Sequence[int] | None = None,
+) -> list[VideoResult]:
+    """Renumber categories by name against a vocabulary: class ``c`` becomes category ``category_ids[c]``
+    (``c + 1`` without ids; a dataset JSON vocabulary gives its own, as ``segment --vocab`` does).
 
     A label matches a class when it equals any of the class's synonyms (case, spaces and underscores
     aside). The categories of the results become the whole vocabulary.
@@ -205,7 +211,8 @@ def merge_vocabulary(results: Sequence[VideoResult], classes: Sequence[Sequence[
     for c, names in enumerate(classes):
         for name in names:
             index.setdefault(normalize_name(name).lower(), c)
-    categories = [{"id": c + 1, "name": names[0]} for c, names in enumerate(classes)]
+    ids = list(category_ids) if category_ids is not None else list(range(1, len(classes) + 1))
+    categories = [{"id": ids[c], "name": names[0]} for c, names in enumerate(classes)]
     merged = []
     for result in results:
         tracks = []
@@ -217,19 +224,31 @@ def merge_vocabulary(results: Sequence[VideoResult], classes: Sequence[Sequence[
                     "in the vocabulary; add it to the vocabulary or rename it in the annotation tool"
                 )
             tracks.append(
-                Track(track.track_id, found, classes[found][0], found + 1, track.score, list(track.segmentations))
+                Track(track.track_id, found, classes[found][0], ids[found], track.score, list(track.segmentations))
             )
         merged.append(dataclasses.replace(result, tracks=tracks, categories=categories))
     return merged
 
 
 def number_videos(results: Sequence[VideoResult]) -> list[VideoResult]:
-    """The results with video ids ``1..V`` in order, and categories made one list across them (by name)."""
+    """The results with video ids ``1..V`` in order, and categories made one list across them (by name).
+
+    Category ids are kept where every name has one id and every id one name across the results (one
+    export, or exports merged into one vocabulary: a dataset's own ids survive); otherwise the names
+    are numbered 1..C in order of first appearance.
+    """
     names: dict[str, int] = {}
+    ids_of: dict[str, set[int]] = {}
+    names_of: dict[int, set[str]] = {}
     for result in results:
         for category in sorted(result.categories, key=lambda c: c["id"]):
-            names.setdefault(str(category["name"]), len(names))
-    categories = [{"id": i + 1, "name": name} for name, i in names.items()]
+            name, category_id = str(category["name"]), int(category["id"])
+            names.setdefault(name, len(names))
+            ids_of.setdefault(name, set()).add(category_id)
+            names_of.setdefault(category_id, set()).add(name)
+    consistent = all(len(v) == 1 for v in ids_of.values()) and all(len(v) == 1 for v in names_of.values())
+    id_of = {name: (min(ids_of[name]) if consistent else i + 1) for name, i in names.items()}
+    categories = [{"id": id_of[name], "name": name} for name in names]
     numbered = []
     for v, result in enumerate(results):
         tracks = [
@@ -237,7 +256,7 @@ def number_videos(results: Sequence[VideoResult]) -> list[VideoResult]:
                 t.track_id,
                 names[t.category_name],
                 t.category_name,
-                names[t.category_name] + 1,
+                id_of[t.category_name],
                 t.score,
                 list(t.segmentations),
             )
@@ -268,7 +287,10 @@ def check_frame_pattern(pattern: str) -> None:
         raise AnnotationError(f"frame pattern {pattern!r} has no {{frame}}, so every frame would be one file")
     problem = file_name_problem(pattern.format(video="v", frame=0))  # what evaluate and train would refuse
     if problem is not None:
-        raise AnnotationError(f"frame pattern {pattern!r} makes file names that {problem.split(' ', 1)[1]}")
+        raise AnnotationError(
+            f"frame pattern {pattern!r} makes file names evaluate and train refuse ({problem}); "
+            "use e.g. '{video}/{frame:06d}.jpg'"
+        )
 
 
 def dataset_document(results: Sequence[VideoResult], frame_pattern: str = DEFAULT_FRAME_PATTERN) -> dict[str, Any]:

@@ -81,7 +81,8 @@ def evaluate_split(
     if rank != 0:
         return None
     keys = {
-        v.video_id: part_key(v, dataset, Path(val_root), predictor.model_key, predictor.options) for v in dataset.videos
+        v.video_id: part_key(v, dataset, Path(val_root), predictor.run_key(predictor.options), predictor.options)
+        for v in dataset.videos
     }
     merge_parts(dataset, results, keys)
     with warnings.catch_warnings():

@@ -171,3 +171,22 @@ def test_a_bad_split_stops_before_any_video_is_segmented(tmp_path: Path, weights
     assert expected in " ".join(outcome.output.split()), outcome.output
     assert not (tmp_path / "out" / "results.json.parts").exists()
     assert not results.is_file()
+
+
+def test_a_copy_of_the_frames_elsewhere_reuses_the_parts(tmp_path: Path, weights):
+    """Parts name frames by dataset name and size: another machine's copy (new path, new times) matches."""
+    import shutil
+
+    gt = make_split(tmp_path, lengths=(2, 3))
+    results = tmp_path / "out" / "results.json"
+    assert runner.invoke(app, split_args(weights, gt, tmp_path, results)).exit_code == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "frames", copy / "frames", copy_function=shutil.copy)  # times not kept
+    predictor = load_model("r50-lvvis", weights["model"], weights["clip"], device="cpu", allow_download=False)
+    options = predictor.options.updated(top_k=4, min_size=64, score_threshold=0.0)
+    seen: list[tuple[int, bool]] = []
+    segment_split(
+        predictor, read_dataset(gt), copy / "frames", results, options=options,
+        on_video=lambda video, skipped: seen.append((video.video_id, skipped)),
+    )  # fmt: skip
+    assert seen == [(10, True), (20, True)]

@@ -85,7 +85,7 @@ def test_crafted_zips_are_one_line(tmp_path: Path, damage: str) -> None:
         expected = "two entries named annotations.xml"
     elif damage == "bomb":
         _zip(archive, [("annotations.xml", ok[:-14] + b" " * (80 * 1024**2) + ok[-14:])])
-        expected = "its packed size"
+        expected = "like a zip bomb"
     else:
         _zip(archive, [("annotations.xml", ok)])
         data = bytearray(archive.read_bytes())
@@ -178,3 +178,19 @@ def test_labels_with_a_byte_order_mark_and_an_export_named_dot(tmp_path: Path, m
     monkeypatch.chdir(export)
     (video,) = read_annotations(".", "mots")
     assert video.video_name == "walk" and [t.category_name for t in video.tracks] == ["cat"]
+
+
+def test_import_with_a_dataset_vocabulary_keeps_its_ids(tmp_path: Path) -> None:
+    """`import --vocab GT.json` gives the ids `segment --vocab GT.json` gives: the dataset's own."""
+    track = '<track id="1" label="dog"><polygon frame="0" outside="0" points="1,1;4,1;4,4"/></track>'
+    xml = tmp_path / "annotations.xml"
+    xml.write_text(cvat_xml(tracks=track).replace("<name>cat</name>", "<name>dog</name>"))
+    vocab = tmp_path / "gt.json"
+    categories = [{"id": 5, "name": "dog"}, {"id": 2, "name": "person"}]
+    vocab.write_text(json.dumps({"videos": [], "annotations": [], "categories": categories}))
+    out = tmp_path / "imported.json"
+    outcome = runner.invoke(app, ["import", str(xml), "--from", "cvat-video", "--vocab", str(vocab), "-o", str(out)])
+    assert outcome.exit_code == 0, outcome.output
+    dataset = json.loads(out.read_text())
+    assert sorted((c["id"], c["name"]) for c in dataset["categories"]) == [(2, "person"), (5, "dog")]
+    assert [a["category_id"] for a in dataset["annotations"]] == [5]

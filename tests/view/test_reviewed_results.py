@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -130,3 +131,17 @@ def test_a_result_is_matched_to_its_ground_truth_video_by_name(tmp_path: Path):
         video["file_names"] = [f"{i:05d}.jpg" for i in range(NUM_FRAMES)]
     gt.write_text(json.dumps(gt_data))
     assert evaluate(gt, tmp_path / "clip.reviewed.json", "ytvis").stats["AP"] == 0.0
+
+
+def test_two_results_scored_as_one_ground_truth_video_are_refused(tmp_path: Path):
+    gt_data = json.loads(ground_truth(tmp_path / "one.json").read_text())
+    clip = gt_data["videos"][0]
+    other = {**clip, "id": 1, "file_names": [f"other/{i:05d}.jpg" for i in range(NUM_FRAMES)]}
+    gt_data["videos"] = [other, {**clip, "id": 7}]
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(gt_data))
+    clip_result = known_result("clip.mp4", "clip", (1, 2))  # id 1, matched by name to 7
+    stranger = dataclasses.replace(known_result("zzz.mp4", "zzz", (3,)), video_id=7)  # not in the GT: id 7
+    write_result_json(tmp_path / "both.json", [clip_result, stranger])
+    with pytest.raises(ResultsError, match="would both be scored as ground-truth video 7"):
+        evaluate(gt, tmp_path / "both.json", "ytvis")
