@@ -8,7 +8,7 @@ and the marker on disk (``tests/io/test_torchscript.py`` shows the trojan works 
 from __future__ import annotations
 
 import json
-import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,8 @@ def _damaged_safetensors(tmp_path: Path, case: str) -> Path:
     elif case == "empty":
         path.write_bytes(b"")
     elif case == "random":
-        path.write_bytes(os.urandom(2048))
+        # Fixed bytes: a first byte of 0x80 (1 in 256 random files) is a pickle's, which takes the pickle path.
+        path.write_bytes(b"\x01" + random.Random(0).randbytes(2047))
     elif case == "folder":
         path.mkdir()
     elif case == "link-loop":
