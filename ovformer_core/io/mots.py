@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -32,7 +33,14 @@ from ovformer_core.io.annotation_archive import AnnotationExport, open_export, w
 from ovformer_core.io.png_masks import encode_png, id_mask
 from ovformer_core.io.results import VideoResult
 from ovformer_core.io.rle import encode_rle
-from ovformer_core.io.track_dataset import FRAME_NAME, ImportedTrack, assemble_result, export_labels, frame_number
+from ovformer_core.io.track_dataset import (
+    FRAME_NAME,
+    ImportedTrack,
+    assemble_result,
+    check_frame_size,
+    export_labels,
+    frame_number,
+)
 
 #: Pixel value = class * MAX_INSTANCES + instance (the MOTS / KITTI MOTS convention).
 MAX_INSTANCES = 1000
@@ -99,12 +107,18 @@ def decode_instance_png(data: bytes, where: str) -> np.ndarray:
         AnnotationError: not a readable grayscale PNG (truncated, colour, ...).
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        # The frame size is checked here, from the header, so PIL's own large-image warning is not needed.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+        with image:
             if image.format != "PNG" or image.mode not in ("L", "I", "I;16", "I;16B", "I;16L"):
                 raise AnnotationError(
                     f"{where} is a {image.format} {image.mode} image, not a grayscale PNG of instance ids; "
                     "export MOTS PNG again"
                 )
+            width, height = image.size  # from the header: a tiny PNG may declare a huge frame
+            check_frame_size(width, height, where)
             pixels = np.asarray(image)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         raise AnnotationError(f"{where} is not a readable PNG ({err}); it may be truncated, export it again") from None

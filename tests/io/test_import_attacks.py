@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,20 @@ def test_import_with_a_dataset_vocabulary_keeps_its_ids(tmp_path: Path) -> None:
     dataset = json.loads(out.read_text())
     assert sorted((c["id"], c["name"]) for c in dataset["categories"]) == [(2, "person"), (5, "dog")]
     assert [a["category_id"] for a in dataset["annotations"]] == [5]
+
+
+def test_a_png_declaring_a_huge_frame_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    """A few hundred bytes may declare 12,000 x 12,000 16-bit pixels (288 MB): the header is checked first."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 12_000, 12_000, 16, 0, 0, 0, 0)  # 16-bit grayscale, under PIL's own limit
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+    export = _zip(tmp_path / "walk.mots.zip", [("walk/instances/frame_000000.png", png)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's large-image warning would reach the user's terminal
+        with pytest.raises(AnnotationError, match="frame size 12000x12000"):
+            read_annotations(export, "mots")
