@@ -59,15 +59,15 @@ def import_annotations(
         dataset_document,
         merge_vocabulary,
     )
-    from ovformer_core.vocab import dataset_category_ids, read_classes
+    from ovformer_core.vocab import read_classes_and_ids
 
     for source in sources:
         if out.exists() and source.exists() and out.resolve() == source.resolve():
             raise OVFormerError(f"--out {out} is one of the exports being imported; choose another file name")
     frame_pattern = frame_pattern if frame_pattern is not None else DEFAULT_FRAME_PATTERN
     check_frame_pattern(frame_pattern)
-    classes = read_classes(vocab) if vocab is not None else None
-    ids = dataset_category_ids(vocab) if vocab is not None else None  # a dataset's own ids, as segment gives
+    # A dataset JSON vocabulary's own ids, as segment gives them.
+    classes, ids = read_classes_and_ids(vocab) if vocab is not None else (None, None)
     results = []
     for source in sources:
         videos = read_annotations(source, from_format.value)

@@ -58,9 +58,8 @@ def vocab_encode(
     from ovformer_core.vocab import (
         DEFAULT_TEMPLATES,
         VOCAB_SUFFIX,
-        dataset_category_ids,
         encode_classes,
-        read_classes,
+        read_classes_and_ids,
         read_templates,
     )
     from ovformer_core.weights import resolve
@@ -70,7 +69,7 @@ def vocab_encode(
         raise OVFormerError(f"output {output} must end in {VOCAB_SUFFIX}; e.g. -o classes{VOCAB_SUFFIX}")
     if device is Device.cuda and not torch.cuda.is_available():
         raise OVFormerError("--device cuda was given but no CUDA GPU is available; use --device cpu")
-    classes = read_classes(vocabulary)
+    classes, ids = read_classes_and_ids(vocabulary)  # a dataset JSON's classes keep its ids in the file
     prompt_templates = read_templates(templates) if templates is not None else DEFAULT_TEMPLATES
     weights = resolve(OPENAI_VIT_B_32, explicit_path=clip_weights, progress=not quiet, parameter="clip_weights")
     factory = ClipTextEncoderFactory(weights, device=device.value)
@@ -82,7 +81,6 @@ def vocab_encode(
             highlight=False,
         )
     encoded = encode_classes(classes, encoder, factory.identity, prompt_templates)
-    ids = dataset_category_ids(vocabulary)  # a dataset JSON's classes keep its ids in the file
     encoded = encoded if ids is None else replace(encoded, category_ids=ids)
     encoded.save(output)
     if not quiet:

@@ -441,7 +441,7 @@ def iter_segment_dataset(
     """
     import torch.distributed as dist
 
-    from ovformer_core.inference.dataset import check_frames, iter_segment_split, merge_parts, part_key, read_dataset
+    from ovformer_core.inference.dataset import check_frames, iter_segment_split, merge_parts, read_dataset, split_keys
 
     options = options or DatasetOptions()
     group = group or ProcessGroup()
@@ -472,9 +472,5 @@ def iter_segment_dataset(
             dist.barrier()
         merged = None
         if group.is_main:
-            root = Path(frames_root)
-            keys = {
-                v.video_id: part_key(v, data, root, predictor.run_key(run_options), run_options) for v in data.videos
-            }
-            merged = merge_parts(data, results_path, keys)
+            merged = merge_parts(data, results_path, split_keys(predictor, data, frames_root, run_options))
         yield DatasetProgress(group.rank, total, done, len(data.videos), finished=True, merged=merged)

@@ -102,7 +102,7 @@ class Predictor:
         options: default inference options.
         cache_dir: where encoded vocabularies are cached (None: no cache).
         weights_id: content identity of the model and CLIP weight files (``weights.fingerprint``);
-            part of ``model_key``.
+            part of ``run_key``.
     """
 
     def __init__(
@@ -129,18 +129,14 @@ class Predictor:
     def device(self) -> torch.device:
         return self.model.device
 
-    @property
-    def model_key(self) -> str:
-        """Names what computes results: the model, its weights' content and the kind of device it runs on.
-
-        Saved results are reused only by a predictor with the same key (``inference.dataset``); the
-        device kind is part of it because "auto" precision and the kernels differ between CPU and GPU.
-        """
-        return f"{self.model_id}#{self.weights_id}@{self.device.type}"
-
     def run_key(self, options: SegmentOptions) -> str:
-        """``model_key`` plus the precision ``options`` resolve to on this device ("auto" differs by GPU)."""
-        return f"{self.model_key}:{resolve_precision(options.precision, self.device)}"
+        """Names what computes results: the model, its weights' content, the kind of device it runs on and
+        the precision ``options`` resolve to there ("auto" differs between CPUs and between GPUs).
+
+        Saved results are reused only by a run with the same key (``inference.dataset``).
+        """
+        precision = resolve_precision(options.precision, self.device)
+        return f"{self.model_id}#{self.weights_id}@{self.device.type}:{precision}"
 
     def vocabulary(self, spec: VocabularySpec) -> Vocabulary:
         """Load or text-encode a vocabulary (cached on disk per CLIP weights, templates and names).

@@ -28,7 +28,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -279,6 +279,13 @@ def classes_from_names(names: Sequence[str], source: str = "vocabulary") -> list
     return classes
 
 
+def _dataset_categories(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The checked ``categories`` of a dataset JSON, in ascending id order."""
+    data = read_json(path, "dataset file", VocabularyError)
+    categories = check_categories(data, f"dataset file {path}", VocabularyError, need_names=True)
+    return sorted(categories, key=lambda category: category["id"])
+
+
 def classes_from_dataset_json(path: str | os.PathLike[str]) -> list[tuple[str, ...]]:
     """Classes of a YouTube-VIS-style dataset JSON, in ascending category-id order.
 
@@ -287,19 +294,7 @@ def classes_from_dataset_json(path: str | os.PathLike[str]) -> list[tuple[str, .
     Raises:
         VocabularyError: unreadable JSON or no usable ``categories`` list.
     """
-    data = read_json(path, "dataset file", VocabularyError)
-    categories = check_categories(data, f"dataset file {path}", VocabularyError, need_names=True)
-    names = [category["name"] for category in sorted(categories, key=lambda category: category["id"])]
-    return classes_from_names(names, source=str(path))
-
-
-def dataset_category_ids(spec: str | os.PathLike[str] | Sequence[str]) -> tuple[int, ...] | None:
-    """The category ids of a dataset JSON vocabulary in ascending order (its classes' order), else None."""
-    if not isinstance(spec, (str, os.PathLike)) or Path(spec).suffix != JSON_SUFFIX or not Path(spec).is_file():
-        return None
-    data = read_json(spec, "dataset file", VocabularyError)
-    categories = check_categories(data, f"dataset file {spec}", VocabularyError, need_names=True)
-    return tuple(sorted(int(category["id"]) for category in categories))
+    return classes_from_names([category["name"] for category in _dataset_categories(path)], source=str(path))
 
 
 def check_classes(classes: Sequence[Sequence[str]], source: str = "vocabulary") -> None:
@@ -408,27 +403,39 @@ def read_classes(spec: str | os.PathLike[str] | Sequence[str]) -> list[tuple[str
     Raises:
         VocabularyError: a named file is missing or invalid, or the names are.
     """
+    return read_classes_and_ids(spec)[0]
+
+
+def read_classes_and_ids(
+    spec: str | os.PathLike[str] | Sequence[str],
+) -> tuple[list[tuple[str, ...]], tuple[int, ...] | None]:
+    """``read_classes``, plus a dataset JSON's own category ids in the same order (None for other sources).
+
+    One read of the file: a dataset JSON given as a vocabulary may be a whole annotated split.
+    """
     if not isinstance(spec, (str, os.PathLike)):
-        return classes_from_names(list(spec))
+        return classes_from_names(list(spec)), None
     path = Path(spec)
     problem = input_path_problem(path, "file")
     if problem is None:
         if path.suffix == VOCAB_SUFFIX:
-            return [tuple(group) for group in Vocabulary.load(path).synonyms]
+            return [tuple(group) for group in Vocabulary.load(path).synonyms], None
         if path.suffix == JSON_SUFFIX:
-            return classes_from_dataset_json(path)
+            categories = _dataset_categories(path)
+            names = [category["name"] for category in categories]
+            return classes_from_names(names, source=str(path)), tuple(int(c["id"]) for c in categories)
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise VocabularyError(
                 f"cannot read vocabulary file {path} ({type(err).__name__}); pass a UTF-8 text file, one class per line"
             ) from None
-        return parse_vocabulary_text(text, source=str(path))
+        return parse_vocabulary_text(text, source=str(path)), None
     # A single comma-free entry with a separator or a vocabulary suffix is a mistyped path, not a class.
     looks_like_path = "," not in str(spec) and ("/" in str(spec) or os.sep in str(spec))
     if path.suffix in (VOCAB_SUFFIX, TEXT_SUFFIX, JSON_SUFFIX) or isinstance(spec, os.PathLike) or looks_like_path:
         raise VocabularyError(f"vocabulary file {path} {problem} (or give class names separated by commas)")
-    return classes_from_names(str(spec).split(","), source="inline vocabulary")
+    return classes_from_names(str(spec).split(","), source="inline vocabulary"), None
 
 
 def vocabulary_cache_key(clip_model_id: str, templates: Sequence[str], classes: Sequence[Sequence[str]]) -> str:
@@ -466,9 +473,8 @@ def load_vocabulary(
     """
     if isinstance(spec, (str, os.PathLike)) and Path(spec).suffix == VOCAB_SUFFIX:
         return Vocabulary.load(spec)
-    classes = read_classes(spec)
     # A dataset's classes keep its ids; the cache holds embeddings only, shared by every source of the names.
-    ids = dataset_category_ids(spec)
+    classes, ids = read_classes_and_ids(spec)
     check_templates(templates)
     if text_encoder_factory is None:
         raise VocabularyError("this vocabulary must be text-encoded but no CLIP weights were given; pass a .vocab file")

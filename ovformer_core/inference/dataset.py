@@ -150,6 +150,14 @@ def part_key(video: DatasetVideo, dataset: Dataset, frames_root: Path, model_key
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
+def split_keys(
+    predictor: Any, dataset: Dataset, frames_root: str | os.PathLike[str], options: SegmentOptions
+) -> dict[int, str]:
+    """Every video's ``part_key`` for a run of ``predictor`` with ``options`` (what ``merge_parts`` checks)."""
+    run_key = predictor.run_key(options)
+    return {video.video_id: part_key(video, dataset, Path(frames_root), run_key, options) for video in dataset.videos}
+
+
 def _read_part(path: Path) -> dict[str, Any] | None:
     """A part file's content, or None when there is none or it cannot be read (it is then run again)."""
     if not path.is_file():
@@ -161,9 +169,13 @@ def _read_part(path: Path) -> dict[str, Any] | None:
     return part if isinstance(part, dict) and part.get("format") == PART_FORMAT else None
 
 
+def _usable(part: dict[str, Any] | None, key: str | None) -> bool:
+    """Whether a read part holds its entries and was made with ``key`` (any key when None)."""
+    return part is not None and isinstance(part.get("entries"), list) and (key is None or part.get("key") == key)
+
+
 def _part_matches(path: Path, key: str) -> bool:
-    part = _read_part(path)
-    return part is not None and part.get("key") == key and isinstance(part.get("entries"), list)
+    return _usable(_read_part(path), key)
 
 
 def iter_segment_split(
@@ -190,9 +202,10 @@ def iter_segment_split(
     parts.mkdir(parents=True, exist_ok=True)
     options = options or predictor.options
     vocabulary = predictor.vocabulary(list(dataset.category_names))
+    run_key = predictor.run_key(options)
     for video in dataset.videos[rank::world_size]:
         part = parts / f"{video.video_id}.json"
-        key = part_key(video, dataset, root, predictor.run_key(options), options)
+        key = part_key(video, dataset, root, run_key, options)
         if _part_matches(part, key):
             yield video, True
             continue
@@ -237,21 +250,15 @@ def merge_parts(dataset: Dataset, results_path: str | os.PathLike[str], keys: di
     """
     results_path = Path(results_path)
     parts = parts_folder(results_path)
-    entries: list[dict[str, Any]] = []
-
-    def ready(video: DatasetVideo) -> bool:
-        path = parts / f"{video.video_id}.json"
-        return _read_part(path) is not None if keys is None else _part_matches(path, keys[video.video_id])
-
-    missing = [v.video_id for v in dataset.videos if not ready(v)]
+    found = {video.video_id: _read_part(parts / f"{video.video_id}.json") for video in dataset.videos}
+    missing = [
+        video_id for video_id, part in found.items() if not _usable(part, None if keys is None else keys[video_id])
+    ]
     if missing:
         raise ResultsError(
             f"{len(missing)} of {len(dataset.videos)} videos have no results of this run yet (e.g. video "
             f"{missing[0]}); run again to finish them"
         )
-    for video in dataset.videos:
-        part = _read_part(parts / f"{video.video_id}.json")
-        assert part is not None  # checked above
-        entries.extend(part["entries"])
+    entries = [entry for part in found.values() if part is not None for entry in part["entries"]]
     write_text_atomic(results_path, json.dumps(entries))
     return len(entries)

@@ -13,7 +13,7 @@ from torch import nn
 
 from ovformer_core.config import ModelConfig
 from ovformer_core.eval.ytvis import evaluate
-from ovformer_core.inference.dataset import merge_parts, part_key, read_dataset, segment_split
+from ovformer_core.inference.dataset import merge_parts, read_dataset, segment_split, split_keys
 from ovformer_core.inference.precision import Precision
 from ovformer_core.model.clip import ClipFrameEncoder, ClipTextEncoderFactory
 from ovformer_core.model.ovformer import OVFormer
@@ -80,11 +80,7 @@ def evaluate_split(
     barrier()
     if rank != 0:
         return None
-    keys = {
-        v.video_id: part_key(v, dataset, Path(val_root), predictor.run_key(predictor.options), predictor.options)
-        for v in dataset.videos
-    }
-    merge_parts(dataset, results, keys)
+    merge_parts(dataset, results, split_keys(predictor, dataset, val_root, predictor.options))
     with warnings.catch_warnings():
         # An untrained model may predict nothing: the evaluator warns and returns zeros, which is the answer.
         warnings.simplefilter("ignore")
