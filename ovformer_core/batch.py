@@ -454,7 +454,7 @@ def iter_segment_dataset(
         raise OutputError(
             f"{results_path} is a folder; give the results file's own name, e.g. {results_path / 'results.json'}"
         )
-    check_frames(data, frames_root, group.shard(data.videos))
+    check_frames(frames_root, group.shard(data.videos))
     torch_device = choose_device(model.device, group.local_rank, local_world_size=group.local_world_size)
     with process_group(group, torch_device):
         predictor = replace(model, device=str(torch_device), progress=model.progress and group.is_main).load()

@@ -2,10 +2,10 @@
 
 The dataset's own category names (ascending id) are the vocabulary. Each finished video is written
 to ``<results>.parts/<video_id>.json`` at once, so an interrupted run resumes where it stopped. A part
-records a key of everything that made it (the video's frame files with their sizes and times, the
-categories, the weights' content, the inference options): a rerun reuses only parts whose key matches
-and runs the others again, so a part left by another split, other weights or other options (or by a
-version of ovformer whose parts had no key) never reaches the results.
+records a key of everything that made it (the video's frame names and sizes, the categories, the
+weights' content, the device kind and precision, the inference options): a rerun reuses only parts
+whose key matches and runs the others again, so a part left by another split, other weights or other
+options (or by a version of ovformer whose parts had no key) never reaches the results.
 Under ``torchrun`` rank r takes videos r, r + W, r + 2W, ...; rank 0 merges the parts after a
 barrier. The merged file is the same whatever the number of processes.
 """
@@ -99,7 +99,7 @@ def read_dataset(path: str | os.PathLike[str]) -> Dataset:
     )
 
 
-def check_frames(dataset: Dataset, frames_root: str | os.PathLike[str], videos: Sequence[DatasetVideo]) -> None:
+def check_frames(frames_root: str | os.PathLike[str], videos: Sequence[DatasetVideo]) -> None:
     """Every frame of ``videos`` exists, has a readable size, the video's other frames' and the declared one.
 
     Run before the model loads, so that a bad frame stops a split before any video is segmented
@@ -125,7 +125,7 @@ def parts_folder(results_path: Path) -> Path:
     return results_path.with_name(results_path.name + PARTS_SUFFIX)
 
 
-def part_key(video: DatasetVideo, dataset: Dataset, frames_root: Path, model_key: str, options: SegmentOptions) -> str:
+def part_key(video: DatasetVideo, dataset: Dataset, frames_root: Path, run_key: str, options: SegmentOptions) -> str:
     """sha256 of what a video's part depends on: its frames (names and sizes), categories, model, options.
 
     Frames are identified by their names in the dataset and their sizes in bytes, not by where they are
@@ -144,7 +144,7 @@ def part_key(video: DatasetVideo, dataset: Dataset, frames_root: Path, model_key
         "video_id": video.video_id,
         "frames": frames,
         "categories": [list(dataset.category_ids), list(dataset.category_names)],
-        "model": model_key,
+        "model": run_key,
         "options": dataclasses.asdict(options),
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
